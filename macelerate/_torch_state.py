@@ -1,0 +1,23 @@
+"""The one restoring context manager through which macelerate touches torch's global state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Set ``torch``'s default dtype inside the block and restore the previous one on exit.
+
+    mace-torch constructors read the default dtype for buffers such as ``r_max``, so building a
+    model in a given precision needs this; nothing outside the block sees the change.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

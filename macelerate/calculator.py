@@ -1,0 +1,71 @@
+"""``Calculator``: an ASE calculator over a :class:`~macelerate.models.potential.Potential`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator as AseCalculator
+from ase.calculators.calculator import PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from macelerate.models.loading import load
+from macelerate.models.potential import Potential
+
+
+class Calculator(AseCalculator):
+    """ASE calculator for a mace-torch model: energy, free_energy, forces, stress (Voigt).
+
+    It keeps one loaded model and never changes torch's global state (unlike mace-torch's
+    calculator, it does not set the default dtype). Stress is computed only when ASE asks for it,
+    and only for structures periodic in all three directions.
+
+    Args:
+        model_or_path: a :class:`Potential`, an ``nn.Module`` or a model file path.
+        **load_options: passed to :func:`macelerate.load` (``device``, ``dtype``, ``head``, ...).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(
+        self, model_or_path: Potential | torch.nn.Module | str | Path, **load_options: Any
+    ):
+        super().__init__()
+        if isinstance(model_or_path, Potential) and not load_options:
+            self.potential = model_or_path
+        else:
+            self.potential = load(model_or_path, **load_options)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **load_options: Any) -> Calculator:
+        """A calculator for a weights-only macelerate checkpoint (refuses pickles)."""
+        return cls(path, allow_pickle=False, **load_options)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: list[str] | None = None,
+        system_changes: list[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        properties = properties or ["energy"]
+        want_stress = "stress" in properties
+        if want_stress and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                "stress is defined only for structures periodic in all three directions"
+            )
+        graph = self.potential.build_graph(self.atoms)
+        out = self.potential.forward(graph, compute_stress=want_stress)
+        energy = float(out["energy"][0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out["node_energy"].double().cpu().numpy(),
+            "forces": out["forces"].double().cpu().numpy(),
+        }
+        if want_stress:
+            stress = out["stress"][0].double().cpu().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(stress))

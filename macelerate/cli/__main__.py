@@ -1,0 +1,38 @@
+"""The ``macelerate`` command: one binary, thin subcommands over library functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from macelerate._version import __version__
+from macelerate.cli import convert, demo, evaluate, info, md
+from macelerate.errors import MacelerateError
+
+SUBCOMMANDS = (info, evaluate, md, convert, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="macelerate", description="Make MACE interatomic potentials fast, measurably."
+    )
+    parser.add_argument("--version", action="version", version=f"macelerate {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; bad input exits with status 2 and one message."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MacelerateError as error:
+        print(f"macelerate {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``macelerate demo``: the main job on the embedded default model, no downloads."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="MD with the embedded model: macelerate vs mace-torch's calculator"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="MD steps per engine (default: 20)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from macelerate.demo.run import run_demo
+
+    run_demo(steps=args.steps, dtype=args.dtype)
+    return 0

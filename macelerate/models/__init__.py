@@ -1,0 +1,1 @@
+"""Loading, describing, converting and running mace-torch models."""

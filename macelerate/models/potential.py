@@ -1,0 +1,188 @@
+"""``Potential``: a mace-torch model behind a lean, exact energy/forces/stress call."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from macelerate._mace import quiet_model_construction
+from macelerate.errors import StructureError
+from macelerate.graph.batch import build_graph
+from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Model outputs for a batch of structures, in numpy.
+
+    Attributes:
+        energy: [n_structures] total energies in eV.
+        forces: [n_atoms, 3] forces in eV/Å, structures concatenated in input order.
+        stress: [n_structures, 3, 3] stress in eV/Å³ (ASE sign convention), or None when not
+            computed (non-periodic structures).
+        ptr: [n_structures + 1] atom offsets: forces of structure i are ``forces[ptr[i]:ptr[i+1]]``.
+    """
+
+    energy: np.ndarray
+    forces: np.ndarray
+    stress: np.ndarray | None
+    ptr: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a Potential's model came from (file kind, path, provenance, applied transforms)."""
+
+    kind: str
+    path: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    transforms_applied: tuple[dict[str, Any], ...] = ()
+
+
+def _float_dtype(model: torch.nn.Module) -> torch.dtype:
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float64
+
+
+class Potential(torch.nn.Module):
+    """A mace-torch model with exact MACE outputs and no per-step data-pipeline overhead.
+
+    Holds its own copy of the model in evaluation mode with frozen parameters, so the caller's
+    module is never changed. Graphs come from :func:`macelerate.build_graph` (vesin), not from
+    mace-torch's AtomicData/torch_geometric collation. Move it with ``load(..., device=...)``
+    rather than ``.to()``, so that ``device`` and ``dtype`` stay true.
+
+    Args:
+        model: a mace-torch model (``ScaleShiftMACE``, ``MACE`` or a TorchScript export).
+        device: where to run.
+        dtype: ``torch.float64`` or ``torch.float32``; ``None`` keeps the model's own dtype.
+        head: name of the readout head for multi-head models (default: the model's first head).
+        min_distance: Å; structures with closer atom pairs are rejected (``None``: no check).
+        source: where the model came from.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        head: str | None = None,
+        min_distance: float | None = DEFAULT_MIN_DISTANCE,
+        source: ModelSource | None = None,
+    ) -> None:
+        super().__init__()
+        with quiet_model_construction():  # e3nn modules deep-copy through torch.jit.save/load
+            model = copy.deepcopy(model)
+            model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+        model.eval()
+        for parameter in model.parameters():
+            if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
+                parameter.requires_grad_(False)
+        self.model = model
+        self.dtype = _float_dtype(model)
+        self.device = torch.device(device)
+        self.r_max = float(model.r_max)
+        self.atomic_numbers = [int(z) for z in model.atomic_numbers]
+        self.heads = list(getattr(model, "heads", None) or ["default"])
+        if head is not None and head not in self.heads:
+            raise ValueError(f"head {head!r} is not one of the model's heads {self.heads}")
+        self.head = head or self.heads[0]
+        self.min_distance = min_distance
+        self.source = source or ModelSource(kind="module")
+
+    def build_graph(
+        self, atoms_or_list: Atoms | Sequence[Atoms], *, max_neighbors: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The graph dictionary of ``atoms_or_list`` for this model (cutoff, elements, dtype)."""
+        return build_graph(
+            atoms_or_list,
+            cutoff=self.r_max,
+            z_table=self.atomic_numbers,
+            max_neighbors=max_neighbors,
+            dtype=self.dtype,
+            device=self.device,
+            head=self.heads.index(self.head),
+            min_distance=self.min_distance,
+        )
+
+    def forward(
+        self,
+        graph: dict[str, torch.Tensor],
+        *,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Energies, forces and (optionally) stress of a graph batch.
+
+        Args:
+            graph: a batch from :meth:`build_graph` (never modified).
+            compute_forces: forces by autograd of the energy.
+            compute_stress: stress by the symmetric-displacement derivative (periodic structures).
+
+        Returns:
+            ``energy`` [n_graphs] eV, ``forces`` [n_atoms, 3] eV/Å, ``stress`` [n_graphs, 3, 3]
+            eV/Å³ (only if requested), ``node_energy`` [n_atoms] eV. Tensors are detached.
+        """
+        data = {
+            key: value.to(self.dtype) if value.is_floating_point() else value
+            for key, value in graph.items()
+        }
+        data["positions"] = data["positions"].detach()  # mace sets requires_grad on this tensor
+        with torch.enable_grad():
+            out = self.model(
+                data,
+                training=False,
+                compute_force=compute_forces,
+                compute_stress=compute_stress,
+            )
+        result = {"energy": out["energy"].detach(), "node_energy": out["node_energy"].detach()}
+        if compute_forces:
+            result["forces"] = out["forces"].detach()
+        if compute_stress:
+            result["stress"] = out["stress"].detach()
+        return result
+
+    def predict(
+        self, atoms_or_list: Atoms | Sequence[Atoms], *, compute_stress: bool | None = None
+    ) -> Prediction:
+        """Energies, forces and stress of one or many structures, as numpy arrays.
+
+        Args:
+            atoms_or_list: one ``ase.Atoms`` or a sequence of them.
+            compute_stress: default: when every structure is periodic in all three directions.
+
+        Raises:
+            StructureError: bad structures, or stress requested for a non-periodic structure.
+        """
+        structures = [atoms_or_list] if isinstance(atoms_or_list, Atoms) else list(atoms_or_list)
+        all_periodic = all(bool(atoms.pbc.all()) for atoms in structures)
+        if compute_stress is None:
+            compute_stress = all_periodic and len(structures) > 0
+        elif compute_stress and not all_periodic:
+            raise StructureError(
+                "stress needs structures periodic in all three directions; "
+                "pass compute_stress=False for molecules and slabs"
+            )
+        graph = self.build_graph(structures)
+        out = self.forward(graph, compute_stress=compute_stress)
+        return Prediction(
+            energy=out["energy"].double().cpu().numpy(),
+            forces=out["forces"].double().cpu().numpy(),
+            stress=out["stress"].double().cpu().numpy() if compute_stress else None,
+            ptr=graph["ptr"].cpu().numpy(),
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"elements={self.atomic_numbers}, r_max={self.r_max}, dtype={self.dtype}, "
+            f"device={self.device}, source={self.source.kind}:{self.source.path}"
+        )
