@@ -11,11 +11,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--steps", type=int, default=20, help="MD steps per engine (default: 20)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument(
+        "--model", default=None, help="another H/C/O model instead of the embedded one"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from macelerate.demo.run import run_demo
 
-    run_demo(steps=args.steps, dtype=args.dtype)
+    run_demo(steps=args.steps, dtype=args.dtype, model_path=args.model)
     return 0

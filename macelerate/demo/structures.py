@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.build import graphene
 
 EPOXY_HEIGHT = 1.26
 """Å, height of an epoxide O above the midpoint of its C-C bond."""
 
 
 def graphene_oxide(
-    *, repeat: tuple[int, int] = (5, 4), oxygen_fraction: float = 0.2, seed: int = 0
+    *, repeat: tuple[int, int] = (7, 5), oxygen_fraction: float = 0.2, seed: int = 0
 ) -> Atoms:
     """A periodic graphene sheet with epoxide groups on random, non-touching C-C bonds.
 
@@ -25,12 +24,11 @@ def graphene_oxide(
         atoms plus the epoxide O atoms.
     """
     rng = np.random.default_rng(seed)
-    sheet = graphene(formula="C2", a=2.46, size=(1, 1, 1), vacuum=7.5)
-    # orthorhombic 4-atom cell: a along x (2.46 Å), b along y (4.26 Å)
+    # orthorhombic 4-atom graphene cell: a along x (2.46 Å), b along y (4.26 Å), 15 Å along z
     ortho = Atoms(
         "C4",
         scaled_positions=[[0, 0, 0.5], [0, 1 / 3, 0.5], [0.5, 0.5, 0.5], [0.5, 5 / 6, 0.5]],
-        cell=[2.46, 2.46 * np.sqrt(3), sheet.cell[2, 2]],
+        cell=[2.46, 2.46 * np.sqrt(3), 15.0],
         pbc=True,
     )
     atoms = ortho.repeat((repeat[0], repeat[1], 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from ase.io import write
 
@@ -68,3 +69,19 @@ def test_md_and_convert(tiny_model_file, tmp_path, ethanol, capsys):
     assert main(["convert", str(tiny_model_file), str(tmp_path / "tiny.pt")]) == 0
     assert main(["info", str(tmp_path / "tiny.pt")]) == 0
     assert "checkpoint" in capsys.readouterr().out
+
+
+def test_demo_table_on_a_given_model(tiny_model_file, capsys):
+    assert main(["demo", "--model", str(tiny_model_file), "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mace-torch MACECalculator" in out and "macelerate Calculator" in out
+    row = next(line for line in out.splitlines() if line.startswith("macelerate Calculator"))
+    assert float(row.split()[-1]) < 1e-10  # float64: same forces as mace-torch's calculator
+
+
+def test_demo_structure_is_graphene_oxide():
+    from macelerate.demo.structures import graphene_oxide
+
+    atoms = graphene_oxide(repeat=(7, 5))
+    assert atoms.get_chemical_formula() == "C140O28" and atoms.pbc.all()
+    assert atoms.get_all_distances(mic=True)[~np.eye(len(atoms), dtype=bool)].min() > 1.3
