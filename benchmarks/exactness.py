@@ -38,13 +38,13 @@ CASES = [
 ]
 
 
-def compare(model_path: str, frames: list) -> dict:
+def compare(model_path: str, frames: list, reference_path: str) -> dict:
     from mace.calculators import MACECalculator
 
     import macelerate
 
     potential = macelerate.load(model_path, dtype="float64")
-    reference = MACECalculator(model_paths=model_path, device="cpu", default_dtype="float64")
+    reference = MACECalculator(model_paths=reference_path, device="cpu", default_dtype="float64")
     d_e, d_f, d_s = [], [], []
     for atoms in frames:
         atoms = atoms.copy()
@@ -70,10 +70,12 @@ def main() -> None:
     args = parser.parse_args()
     data = require_shared_data()
     rows = {}
-    for model, dataset in CASES:
+    for model, dataset, *maybe_reference in CASES:
+        reference = maybe_reference[0] if maybe_reference else model
         frames = ase.io.read(data / dataset, f":{args.structures}")
         start = time.perf_counter()
-        rows[model] = {"data": dataset, **compare(str(data / "models" / model), frames)}
+        result = compare(str(data / "models" / model), frames, str(data / "models" / reference))
+        rows[model] = {"data": dataset, "reference": f"MACECalculator({reference})", **result}
         print(model, rows[model], f"{time.perf_counter() - start:.0f} s", flush=True)
     write_result("exactness", {**environment(), "dtype": "float64", "results": rows})
 

@@ -14,10 +14,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_shared_data]
 CASES = [
     ("gst_mace_pr325/mace_swa.model", "gst_mace_pr325/validate.xyz"),
     ("mace_solvent_xtb_tutorial/mace01_swa.model", "solvent_xtb_tutorial/solvent_xtb_test.xyz"),
-    (
-        "mace_solvent_xtb_tutorial/mace01_swa_compiled.model",
-        "solvent_xtb_tutorial/solvent_xtb_test.xyz",
-    ),
     ("go_mace_tutorial/GO_10pct_MACE_swa.model", "go_mace_tutorial/test-10.xyz"),
 ]
 
@@ -40,6 +36,22 @@ def test_equals_mace_calculator(shared_data, model, dataset):
         np.testing.assert_allclose(ours.forces, atoms.get_forces(), atol=1e-8)
         if periodic:
             np.testing.assert_allclose(ours.stress[0], atoms.get_stress(voigt=False), atol=1e-8)
+
+
+def test_torchscript_export_runs_where_mace_calculator_cannot(shared_data):
+    """mace-torch 0.3.16's calculator fails on this 0.3.6 TorchScript export; macelerate runs it."""
+    import ase.io
+
+    import macelerate
+
+    folder = shared_data / "models" / "mace_solvent_xtb_tutorial"
+    scripted = macelerate.load(folder / "mace01_swa_compiled.model")
+    assert scripted.source.kind == "torchscript"
+    pickled = macelerate.load(folder / "mace01_swa.model")
+    frames = ase.io.read(shared_data / "solvent_xtb_tutorial" / "solvent_xtb_test.xyz", ":3")
+    a, b = scripted.predict(frames), pickled.predict(frames)
+    np.testing.assert_allclose(a.energy, b.energy, atol=1e-10)
+    np.testing.assert_allclose(a.forces, b.forces, atol=1e-10)
 
 
 def test_convert_real_model_round_trip(shared_data, tmp_path):

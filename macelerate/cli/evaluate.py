@@ -1,21 +1,40 @@
-"""``macelerate eval MODEL --data FILE``: errors against reference labels."""
+"""``macelerate eval MODEL --data FILE``: errors against reference labels or another model."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from macelerate.cli.common import add_model_options, load_from_args, write_json
+
+SCHEMA = "macelerate-eval/1"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="energy/force/stress errors on a labelled data file"
+        "eval", help="energy/force/stress errors on a labelled data file or against a model"
     )
     add_model_options(parser)
     parser.add_argument("--data", required=True, help="extended XYZ (or any ASE-readable) file")
     parser.add_argument("--energy-key", default="energy", help="default: energy")
     parser.add_argument("--forces-key", default="forces", help="default: forces")
-    parser.add_argument("--stress-key", default=None, help="default: stress not evaluated")
+    parser.add_argument(
+        "--stress-key", default=None, help="Voigt-6, 9-vector or 3x3 (default: no stress)"
+    )
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="REFERENCE_MODEL",
+        help="compare with this model's predictions instead of the labels (keys are ignored; "
+        "stress is compared when every structure is periodic)",
+    )
+    parser.add_argument(
+        "--against-dtype",
+        default="float64",
+        choices=["float64", "float32"],
+        help="precision of the reference model (default: float64)",
+    )
+    parser.add_argument("--label", default=None, help="model label (default: the file stem)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON")
     parser.set_defaults(run=run)
@@ -28,19 +47,38 @@ def _fmt(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from macelerate.data.labels import LabelKeys, read_structures
     from macelerate.evaluate import evaluate
+    from macelerate.models.loading import load
 
     structures = read_structures(args.data)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key, stress=args.stress_key)
+    reference = None
+    if args.against:
+        reference = load(args.against, device=args.device, dtype=args.against_dtype)
     potential = load_from_args(args)
     report = evaluate(
-        potential, structures, keys=keys, batch_size=args.batch_size, source=args.data
-    )
-    print(f"{report.n_structures} structures, {report.n_atoms} atoms, {args.dtype}")
+        potential, structures, keys=keys, reference=reference, batch_size=args.batch_size,
+        source=args.data,
+    )  # fmt: skip
+    against = f" against {args.against}" if args.against else ""
+    print(f"{report.n_structures} structures, {report.n_atoms} atoms, {args.dtype}{against}")
     print(f"energy  MAE {_fmt(report.energy_mae)}  RMSE {_fmt(report.energy_rmse)}  meV/atom")
     print(f"forces  MAE {_fmt(report.force_mae)}  RMSE {_fmt(report.force_rmse)}  meV/Å")
+    for symbol, errors in report.per_element.items():
+        print(f"  {symbol:<3}   MAE {_fmt(errors.force_mae)}  RMSE {_fmt(errors.force_rmse)}  "
+              f"meV/Å  ({errors.n_atoms} atoms)")  # fmt: skip
     if report.stress_mae is not None:
         print(f"stress  MAE {_fmt(report.stress_mae)}  RMSE {_fmt(report.stress_rmse)}  meV/Å³")
     if args.json:
-        write_json(args.json, {"model": args.model, "data": args.data, **report.to_dict()})
+        payload = {
+            "schema": SCHEMA,
+            "model": args.model,
+            "model_label": args.label or Path(args.model).stem,
+            "lever": "exact",
+            "data": args.data,
+            "dtype": args.dtype,
+            "against": args.against,
+            **report.to_dict(),
+        }
+        write_json(args.json, payload)
         print(f"wrote {args.json}")
     return 0

@@ -37,6 +37,7 @@ def describe(potential: Potential) -> dict[str, Any]:
         "dtype": str(potential.dtype).removeprefix("torch."),
         "heads": potential.heads,
         "source": potential.source.kind,
+        "fused_interaction_blocks": potential.fused_blocks,
         "transforms_applied": list(potential.source.transforms_applied),
     }
     try:

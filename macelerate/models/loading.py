@@ -90,6 +90,7 @@ def load(
     allow_pickle: bool = True,
     min_distance: float | None = DEFAULT_MIN_DISTANCE,
     tune_allocator: bool = True,
+    fuse_message_passing: bool = True,
     **unknown: Any,
 ) -> Potential:
     """Load a mace-torch model for fast, exact evaluation.
@@ -107,6 +108,9 @@ def load(
         tune_allocator: on Linux/glibc, keep large tensors on the malloc heap once per process
             (see :mod:`macelerate.runtime.allocator`); this removes most of the page-fault time a
             CPU step spends. ``False`` leaves the allocator alone.
+        fuse_message_passing: compute each interaction's edge tensor product and neighbour sum in
+            one fused operation (:mod:`macelerate.runtime.fused_conv`); results equal mace-torch's
+            to floating-point reordering. ``False`` runs mace-torch's modules unchanged.
 
     Returns:
         A :class:`Potential`.
@@ -130,5 +134,6 @@ def load(
         dtype=torch_dtype,
         head=head,
         min_distance=min_distance,
+        fuse_message_passing=fuse_message_passing,
         source=source,
     )

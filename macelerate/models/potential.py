@@ -15,6 +15,7 @@ from macelerate._mace import quiet_model_construction
 from macelerate.errors import StructureError
 from macelerate.graph.batch import build_graph
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+from macelerate.runtime.fused_conv import fuse_message_passing as fuse_model
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Potential(torch.nn.Module):
         dtype: ``torch.float64`` or ``torch.float32``; ``None`` keeps the model's own dtype.
         head: name of the readout head for multi-head models (default: the model's first head).
         min_distance: Å; structures with closer atom pairs are rejected (``None``: no check).
+        fuse_message_passing: replace the interaction blocks' edge tensor products by the fused
+            tensor-product + neighbour-sum of :mod:`macelerate.runtime.fused_conv` (same results to
+            floating-point reordering, about half the step time on CPU). ``False`` runs the
+            mace-torch modules unchanged.
         source: where the model came from.
     """
 
@@ -77,6 +82,7 @@ class Potential(torch.nn.Module):
         dtype: torch.dtype | None = None,
         head: str | None = None,
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
+        fuse_message_passing: bool = True,
         source: ModelSource | None = None,
     ) -> None:
         super().__init__()
@@ -84,6 +90,7 @@ class Potential(torch.nn.Module):
             model = copy.deepcopy(model)
             model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
         model.eval()
+        self.fused_blocks = fuse_model(model) if fuse_message_passing else 0
         for parameter in model.parameters():
             if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
                 parameter.requires_grad_(False)
@@ -184,5 +191,6 @@ class Potential(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"elements={self.atomic_numbers}, r_max={self.r_max}, dtype={self.dtype}, "
-            f"device={self.device}, source={self.source.kind}:{self.source.path}"
+            f"device={self.device}, fused_blocks={self.fused_blocks}, "
+            f"source={self.source.kind}:{self.source.path}"
         )

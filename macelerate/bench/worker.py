@@ -1,0 +1,164 @@
+"""One measurement in its own process: ``python -m macelerate.bench.worker '<json spec>'``.
+
+The parent (:mod:`macelerate.bench.suite`) starts one worker per (engine, model, size), so the
+allocator state, caches and out-of-memory failures of one run never touch another. The worker
+prints exactly one line starting with :data:`RESULT_PREFIX` followed by a JSON object: the
+measured fields of a bench row (``status``, ``error``, ``n_atoms``, ``n_edges``,
+``ms_per_step``, ``graph_ms``, ``peak_memory_mb``, ``memory_kind``) plus ``device_name``.
+
+Spec keys: ``engine`` ("macelerate" or "mace-torch"), ``model`` (path), ``structure`` (an ASE
+file holding one structure), ``device``, ``dtype``, ``lever``, ``repeats``, ``warmup``,
+``stress`` (bool), ``memory_limit_gb`` (float or null), ``seed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from macelerate.bench.memory import PeakMemoryTracker, is_out_of_memory, limit_address_space
+from macelerate.bench.timing import time_callable
+
+RESULT_PREFIX = "macelerate-bench-result: "
+ENGINES = ("macelerate", "mace-torch")
+REFERENCE_ENGINE = "mace-torch"
+LEVERS = ("exact",)
+"""Speed levers a macelerate run may pull; ``exact`` is the plain float64/float32 runtime."""
+JITTER = 1e-3
+"""Å, standard deviation of the random moves between steps (so nothing is reused)."""
+MAX_ERROR_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a worker times: a full step, the graph part alone, and the graph's edge count."""
+
+    step: Callable[[], object]
+    graph: Callable[[], object]
+    n_edges: int
+
+
+def _macelerate_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
+    from macelerate.models.loading import load
+
+    if spec["lever"] not in LEVERS:
+        raise ValueError(f"unknown lever {spec['lever']!r}; known: {', '.join(LEVERS)}")
+    potential = load(spec["model"], device=spec["device"], dtype=spec["dtype"])
+    stress = bool(spec["stress"]) and bool(atoms.pbc.all())
+    n_edges = int(potential.build_graph(atoms)["edge_index"].shape[1])
+    return Engine(
+        step=lambda: potential.forward(potential.build_graph(atoms), compute_stress=stress),
+        graph=lambda: potential.build_graph(atoms),
+        n_edges=n_edges,
+    )
+
+
+def _mace_torch_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
+    from macelerate._mace import import_mace
+
+    import_mace()
+    from mace.calculators import MACECalculator
+
+    calc = MACECalculator(
+        model_paths=str(spec["model"]), device=spec["device"], default_dtype=spec["dtype"]
+    )
+    n_edges = int(calc._atoms_to_batch(atoms)["edge_index"].shape[1])
+    # MACECalculator.calculate always computes energy, forces and stress (MACE model type).
+    return Engine(
+        step=lambda: calc.calculate(atoms, ["energy", "forces"]),
+        graph=lambda: calc._atoms_to_batch(atoms),
+        n_edges=n_edges,
+    )
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time one engine on one structure as ``spec`` says; returns the measured fields."""
+    import ase.io
+
+    from macelerate._mace import quiet_model_construction
+
+    atoms = ase.io.read(spec["structure"])
+    builder = _mace_torch_engine if spec["engine"] == REFERENCE_ENGINE else _macelerate_engine
+    with quiet_model_construction():
+        engine = builder(spec, atoms)
+    if spec.get("memory_limit_gb"):
+        limit_address_space(float(spec["memory_limit_gb"]))
+    start = atoms.positions.copy()
+    rng = np.random.default_rng(spec.get("seed", 0))
+
+    def move() -> None:
+        atoms.positions = start + rng.normal(scale=JITTER, size=start.shape)
+
+    tracker = PeakMemoryTracker(spec["device"])
+    step = time_callable(
+        engine.step,
+        warmup=spec["warmup"],
+        repeats=spec["repeats"],
+        device=spec["device"],
+        before=move,
+        on_timed_start=tracker.reset,
+    )
+    memory = tracker.read()
+    graph = time_callable(
+        engine.graph, warmup=1, repeats=spec["repeats"], device=spec["device"], before=move
+    )
+    return {
+        "status": "ok",
+        "error": None,
+        "n_atoms": len(atoms),
+        "n_edges": engine.n_edges,
+        "ms_per_step": step.summary(),
+        "graph_ms": graph.summary(),
+        "peak_memory_mb": memory.peak_mb,
+        "memory_kind": memory.kind,
+        "device_name": device_name(spec["device"]),
+    }
+
+
+def device_name(device: str | torch.device) -> str:
+    """The GPU's name, or the CPU model from ``/proc/cpuinfo``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def failure(error: BaseException) -> dict[str, Any]:
+    """The result of a run that raised: status ``"oom"`` for memory exhaustion, else ``"error"``."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    message = f"{type(error).__name__}: {lines[-1] if lines else ''}".strip()
+    status = "oom" if is_out_of_memory(error) else "error"
+    return {"status": status, "error": message[:MAX_ERROR_CHARS]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the spec given as the one argument; print one result line; exit 0 unless killed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    spec = json.loads(argv[0])
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the result line
+            result = measure(spec)
+    except Exception as error:  # the parent records every failure as a result row
+        result = failure(error)
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

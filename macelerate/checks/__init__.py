@@ -1,0 +1,45 @@
+"""Physical checks of a Potential: symmetry, equigrad, finite differences, NVE drift, smoothness.
+
+Each check is a function that returns a frozen dataclass of numbers; :func:`run_checks` runs them
+all on one structure (``macelerate check`` on the command line).
+"""
+
+from __future__ import annotations
+
+from macelerate.checks.equigrad import (
+    EquigradResult,
+    check_equigrad,
+    equigrad,
+    equigrad_norm,
+    graph_equigrad_norm,
+    potential_energy_fn,
+)
+from macelerate.checks.gradients import GradientResult, check_gradients
+from macelerate.checks.nve import NVEResult, check_nve, energy_fluctuation, fit_drift
+from macelerate.checks.smoothness import SmoothnessResult, check_smoothness
+from macelerate.checks.suite import CheckConfig, CheckReport, default_structure, run_checks
+from macelerate.checks.symmetry import SymmetryResult, TransformErrors, check_symmetry
+
+__all__ = [
+    "CheckConfig",
+    "CheckReport",
+    "EquigradResult",
+    "GradientResult",
+    "NVEResult",
+    "SmoothnessResult",
+    "SymmetryResult",
+    "TransformErrors",
+    "check_equigrad",
+    "check_gradients",
+    "check_nve",
+    "check_smoothness",
+    "check_symmetry",
+    "default_structure",
+    "energy_fluctuation",
+    "equigrad",
+    "equigrad_norm",
+    "fit_drift",
+    "graph_equigrad_norm",
+    "potential_energy_fn",
+    "run_checks",
+]

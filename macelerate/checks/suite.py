@@ -1,0 +1,174 @@
+"""Run every physical check on one structure and collect the numbers in one report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+
+from macelerate.checks.equigrad import EquigradResult, check_equigrad
+from macelerate.checks.gradients import GradientResult, check_gradients
+from macelerate.checks.nve import NVEResult, check_nve
+from macelerate.checks.smoothness import SmoothnessResult, check_smoothness
+from macelerate.checks.symmetry import SymmetryResult, check_symmetry
+from macelerate.models.potential import Potential
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Settings of :func:`run_checks`.
+
+    Attributes:
+        n_rotations: proper and improper random rotations each.
+        gradient_samples: (atom, direction) pairs for finite-difference forces.
+        fd_step: finite-difference displacement in Å (and strain step).
+        nve_steps: NVE steps; 0 skips the NVE check.
+        nve_timestep_fs: NVE time step in fs.
+        nve_temperature_k: initial NVE temperature in K.
+        smoothness_points: structures along the smoothness path.
+        smoothness_span: length of the smoothness path in Å.
+        seed: random seed of every check.
+    """
+
+    n_rotations: int = 3
+    gradient_samples: int = 6
+    fd_step: float = 1e-4
+    nve_steps: int = 50
+    nve_timestep_fs: float = 0.5
+    nve_temperature_k: float = 300.0
+    smoothness_points: int = 101
+    smoothness_span: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Results of every check on one structure (each field documents its units)."""
+
+    structure: str
+    n_atoms: int
+    periodic: bool
+    dtype: str
+    symmetry: SymmetryResult
+    equigrad: EquigradResult
+    gradients: GradientResult
+    nve: NVEResult | None
+    smoothness: SmoothnessResult
+    seconds: float
+    config: CheckConfig = field(default_factory=CheckConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready numbers (``symmetry`` also carries ``max_relative``)."""
+        return {**asdict(self), "symmetry": self.symmetry.to_dict()}
+
+    def rows(self) -> list[tuple[str, str, float, str]]:
+        """(check, quantity, value, unit) rows for a table; quantities not computed are left out."""
+        rows: list[tuple[str, str, float | None, str]] = []
+        for name in ("rotation", "reflection", "translation", "permutation"):
+            family = getattr(self.symmetry, name)
+            rows += [
+                (name, "energy error", family.energy_abs, "eV"),
+                (name, "energy error (rel)", family.energy_rel, ""),
+                (name, "force error (rel)", family.force_rel, ""),
+                (name, "stress error (rel)", family.stress_rel, ""),
+            ]
+        rows += [
+            ("equigrad", "||dE/dG||", self.equigrad.norm, "eV"),
+            ("equigrad", "||dE/dG|| (rel)", self.equigrad.relative, ""),
+            ("finite diff", "force error", self.gradients.force_abs, "eV/Å"),
+            ("finite diff", "force error (rel)", self.gradients.force_rel, ""),
+            ("finite diff", "stress error (rel)", self.gradients.stress_rel, ""),
+        ]
+        if self.nve is not None:
+            rows += [
+                ("nve", "drift", self.nve.drift_mev_per_atom_ps, "meV/atom/ps"),
+                ("nve", "fluctuation", self.nve.fluctuation_mev_per_atom, "meV/atom"),
+                ("nve", "final temperature", self.nve.final_temperature_k, "K"),
+            ]
+        rows += [
+            ("smoothness", "max |dE|/step", self.smoothness.max_energy_slope, "eV/Å"),
+            ("smoothness", "max |dF|", self.smoothness.max_force_jump, "eV/Å"),
+            ("smoothness", "energy jump / median", self.smoothness.energy_ratio, ""),
+            ("smoothness", "force jump / median", self.smoothness.force_ratio, ""),
+        ]
+        return [
+            (check, name, value, unit) for check, name, value, unit in rows if value is not None
+        ]
+
+
+def default_structure(atomic_numbers: list[int], *, seed: int = 0) -> Atoms:
+    """A small rattled, slightly sheared periodic cell made of the model's elements.
+
+    Eight sites (27 when the model has more than eight elements) on a simple cubic grid spaced by
+    about a bond length (1.9-3.0 Å from covalent radii), elements assigned in turn and shuffled,
+    the cell sheared by up to about 5% and positions rattled by 0.1 Å.
+
+    Args:
+        atomic_numbers: the model's elements (the first 8 or 27 are used).
+        seed: random seed of the shear, the element order and the rattle.
+    """
+    rng = np.random.default_rng(seed)
+    n_side = 2 if len(atomic_numbers) <= 8 else 3
+    n_sites = n_side**3
+    elements = list(atomic_numbers)[:n_sites]
+    numbers = rng.permutation([elements[i % len(elements)] for i in range(n_sites)])
+    spacing = float(np.clip(2.3 * np.mean(covalent_radii[elements]), 1.9, 3.0))
+    shear = rng.normal(scale=0.03, size=(3, 3))
+    cell = n_side * spacing * (np.eye(3) + 0.5 * (shear + shear.T))
+    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    positions = (grid / n_side) @ cell + rng.normal(scale=0.1, size=(n_sites, 3))
+    return Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
+
+
+def run_checks(
+    potential: Potential,
+    atoms: Atoms,
+    *,
+    config: CheckConfig | None = None,
+    structure: str = "built-in",
+) -> CheckReport:
+    """Symmetry, equigrad, finite-difference, NVE and smoothness checks of one structure.
+
+    Args:
+        potential: the model (float64 for the symmetry and gradient checks to be meaningful).
+        atoms: the structure (never modified).
+        config: check settings.
+        structure: a name for the structure, recorded in the report.
+
+    Returns:
+        A :class:`CheckReport`.
+    """
+    config = config or CheckConfig()
+    start = time.perf_counter()
+    symmetry = check_symmetry(potential, atoms, n_rotations=config.n_rotations, seed=config.seed)
+    equigrad = check_equigrad(potential, atoms)
+    gradients = check_gradients(
+        potential, atoms, n_samples=config.gradient_samples, step=config.fd_step,
+        strain_step=config.fd_step, seed=config.seed,
+    )  # fmt: skip
+    smoothness = check_smoothness(
+        potential, atoms, n_points=config.smoothness_points, span=config.smoothness_span
+    )
+    nve = None
+    if config.nve_steps > 0:
+        nve = check_nve(
+            potential, atoms, steps=config.nve_steps, timestep_fs=config.nve_timestep_fs,
+            temperature_k=config.nve_temperature_k, seed=config.seed,
+        )  # fmt: skip
+    return CheckReport(
+        structure=structure,
+        n_atoms=len(atoms),
+        periodic=bool(atoms.pbc.all()),
+        dtype=str(potential.dtype).removeprefix("torch."),
+        symmetry=symmetry,
+        equigrad=equigrad,
+        gradients=gradients,
+        nve=nve,
+        smoothness=smoothness,
+        seconds=time.perf_counter() - start,
+        config=config,
+    )

@@ -1,0 +1,116 @@
+"""``macelerate bench MODEL [MODEL ...]``: time and memory per MD step against mace-torch."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from macelerate.bench.systems import SYSTEMS
+
+DEFAULT_SIZES = "64,512,1000"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="ms per energy+forces step and peak memory, macelerate vs mace-torch",
+        description="Each (engine, model, size) runs in a fresh process; see "
+        "macelerate/bench/SCHEMA.md for the --json file.",
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="model files")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--structure", metavar="FILE", help="repeat this structure (first frame)")
+    where.add_argument(
+        "--system", choices=SYSTEMS, default=None, help="built-in system (default: dense-solid)"
+    )
+    parser.add_argument("--atoms", default=DEFAULT_SIZES, help=f"sizes (default: {DEFAULT_SIZES})")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--lever", default="exact", help="macelerate levers, comma-separated")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (default: 2)")
+    parser.add_argument("--stress", action="store_true", help="macelerate computes stress too")
+    parser.add_argument("--no-reference", action="store_true", help="skip mace-torch")
+    parser.add_argument(
+        "--memory-limit-gb", default="auto", metavar="G",
+        help="virtual memory cap per worker in GiB, or 'none' (default auto: 90%% of RAM on cpu)",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1800.0, help="s per run (default 1800)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="OUT", default=None, help="write the results file")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.set_defaults(run=run)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    from macelerate.bench.suite import BenchSpecError
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BenchSpecError(f"--atoms takes comma-separated integers, got {text!r}") from None
+
+
+def _memory_limit(text: str, device: str) -> float | None:
+    from macelerate.bench.memory import physical_memory_gb
+    from macelerate.bench.suite import BenchSpecError
+
+    if text == "none":
+        return None
+    if text == "auto":
+        total = physical_memory_gb()
+        return round(0.9 * total, 1) if total and not device.startswith("cuda") else None
+    try:
+        return float(text)
+    except ValueError:
+        raise BenchSpecError(
+            f"--memory-limit-gb takes GiB, 'auto' or 'none', got {text!r}"
+        ) from None
+
+
+def _command(args: argparse.Namespace, spec) -> str:
+    """The command line that repeats this run, every option spelled out."""
+    where = ["--structure", spec.structure] if spec.structure else ["--system", spec.system]
+    limit = "none" if spec.memory_limit_gb is None else f"{spec.memory_limit_gb:g}"
+    words = ["macelerate", "bench", *spec.models, *where,
+             "--atoms", ",".join(map(str, spec.sizes)), "--device", spec.device,
+             "--dtype", spec.dtype, "--lever", ",".join(spec.levers),
+             "--repeats", str(spec.repeats), "--warmup", str(spec.warmup),
+             "--memory-limit-gb", limit,
+             "--timeout", f"{spec.timeout_s:g}", "--seed", str(spec.seed)]  # fmt: skip
+    words += ["--stress"] if spec.stress else []
+    words += ["--no-reference"] if not spec.reference else []
+    words += ["--json", args.json] if args.json else []
+    words += ["--markdown"] if args.markdown else []
+    return shlex.join(words)
+
+
+def _progress(row) -> None:
+    timing = f"{row.ms_per_step['median']:.2f} ms/step" if row.ms_per_step else row.error
+    print(
+        f"  {row.model_label} {row.system} {row.n_atoms} atoms {row.engine}: {row.status} {timing}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from macelerate.bench.results import bench_payload, markdown_table, text_table
+    from macelerate.bench.suite import BenchSpec, run_bench
+    from macelerate.cli.common import write_json
+
+    spec = BenchSpec(
+        models=tuple(args.models), sizes=_sizes(args.atoms),
+        system=args.system or "dense-solid", structure=args.structure, device=args.device,
+        dtype=args.dtype, levers=tuple(args.lever.split(",")), repeats=args.repeats,
+        warmup=args.warmup, stress=args.stress, reference=not args.no_reference,
+        memory_limit_gb=_memory_limit(args.memory_limit_gb, args.device),
+        timeout_s=args.timeout, seed=args.seed,
+    )  # fmt: skip
+    results, device_name = run_bench(spec, on_result=_progress)
+    payload = bench_payload(spec, results, command=_command(args, spec), device_name=device_name)
+    if args.json:
+        write_json(args.json, payload)
+    print(markdown_table(payload) if args.markdown else text_table(payload))
+    return 0
