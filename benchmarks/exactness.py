@@ -43,8 +43,10 @@ def compare(model_path: str, frames: list, reference_path: str) -> dict:
 
     import macelerate
 
-    potential = macelerate.load(model_path, dtype="float64")
+    # the reference first: after torch.jit.load of a TorchScript export in the same process,
+    # mace-torch's calculator was seen to call the scripted module
     reference = MACECalculator(model_paths=reference_path, device="cpu", default_dtype="float64")
+    potential = macelerate.load(model_path, dtype="float64")
     d_e, d_f, d_s = [], [], []
     for atoms in frames:
         atoms = atoms.copy()

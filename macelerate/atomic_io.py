@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+DEFAULT_FILE_MODE = 0o644
+
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename.
@@ -25,6 +27,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp_name)
     try:
         write(tmp_path)
+        # mkstemp creates 0600 files; give the result the mode an ordinary open() would
+        mode = path.stat().st_mode & 0o777 if path.exists() else DEFAULT_FILE_MODE
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

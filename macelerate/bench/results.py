@@ -35,12 +35,20 @@ def versions() -> dict[str, str]:
 
 
 def device_info(device: str, name: str | None) -> dict[str, Any]:
-    """``{"kind", "name", "cores", "torch_threads"}`` of the machine the workers ran on."""
+    """``{"kind", "name", "cores", "torch_threads"}`` of the machine the workers ran on.
+
+    ``name`` is what a worker reported; without one, the CPU model is read here (a GPU's name is
+    not, so that the parent never initialises CUDA).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     kind = "cuda" if device.startswith("cuda") else "cpu"
+    if name is None and kind == "cpu":
+        from macelerate.bench.worker import device_name
+
+        name = device_name("cpu")
     return {"kind": kind, "name": name or "unknown", "cores": cores,
             "torch_threads": torch.get_num_threads()}  # fmt: skip
 

@@ -223,13 +223,18 @@ def _row(
     )  # fmt: skip
 
 
-def _reference_refusal(facts: _ModelFacts, model: str) -> str | None:
-    if facts.kind == "mace-pickle":
-        return None
-    return (
-        f"mace-torch's MACECalculator reads only pickled mace-torch .model files; {model} is a "
-        f"{facts.kind}; pass the original .model file to compare, or --no-reference"
-    )
+def _measure(
+    spec: BenchSpec, model: str, facts: _ModelFacts, structure: Path, engine: str, lever: str
+) -> dict[str, Any]:
+    """One worker's fields, or the reason the reference engine cannot run this model."""
+    if engine == REFERENCE_ENGINE and facts.kind != "mace-pickle":
+        return {
+            "status": "error",
+            "error": f"mace-torch's MACECalculator reads only pickled mace-torch .model files; "
+            f"{model} is a {facts.kind}; pass the original .model file to compare, "
+            "or --no-reference",
+        }
+    return run_worker(_worker_spec(spec, model, structure, engine, lever), timeout_s=spec.timeout_s)
 
 
 def run_bench(
@@ -254,24 +259,17 @@ def run_bench(
     structures = [_structures(spec, f, model) for f, model in zip(facts, spec.models)]
     runs = [(ENGINES[0], lever) for lever in spec.levers]
     runs += [(REFERENCE_ENGINE, "exact")] if spec.reference else []
-    results, device = [], None
+    results: list[BenchResult] = []
+    device: str | None = None
     with tempfile.TemporaryDirectory(prefix="macelerate-bench-") as tmp:
         for m, (model, label) in enumerate(zip(spec.models, labels)):
             for s, built in enumerate(structures[m]):
                 path = Path(tmp) / f"model{m}_size{s}.traj"
                 ase.io.write(path, built.atoms)
                 for engine, lever in runs:
-                    refusal = (
-                        _reference_refusal(facts[m], model) if engine == REFERENCE_ENGINE else None
-                    )
-                    if refusal is not None:
-                        fields: dict[str, Any] = {"status": "error", "error": refusal}
-                    else:
-                        worker = _worker_spec(spec, model, path, engine, lever)
-                        fields = run_worker(worker, timeout_s=spec.timeout_s)
+                    fields = _measure(spec, model, facts[m], path, engine, lever)
                     device = device or fields.get("device_name")
-                    row = _row(model, label, engine, lever, built, fields)
-                    results.append(row)
+                    results.append(_row(model, label, engine, lever, built, fields))
                     if on_result is not None:
-                        on_result(row)
+                        on_result(results[-1])
     return results, device

@@ -34,8 +34,8 @@ from macelerate.errors import StructureError
 
 SYSTEMS = ("dense-solid", "molecular-liquid", "oxide-slab")
 GROUP_14 = (6, 14, 32, 50)
-ANIONS = (8, 7, 9, 16, 17, 34, 35, 53)
-"""O, N, F, S, Cl, Se, Br, I: the elements an ``oxide-slab`` may use as its anion."""
+ANIONS = (8, 7, 9, 16, 17, 34, 35, 52, 53)
+"""O, N, F, S, Cl, Se, Br, Te, I: the elements an ``oxide-slab`` may use as its anion."""
 MIN_BOND = 1.0
 """Å, shortest nearest-neighbour distance of a built lattice (H has a 0.31 Å covalent radius)."""
 SLAB_VACUUM = 15.0

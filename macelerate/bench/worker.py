@@ -79,16 +79,25 @@ def _mace_torch_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
     )
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Time one engine on one structure as ``spec`` says; returns the measured fields."""
+def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Time one engine on one structure as ``spec`` says; returns the measured fields.
+
+    Args:
+        spec: the worker spec (see the module docstring).
+        known: if given, receives ``n_atoms`` and ``n_edges`` as soon as they are known, so a
+            run that fails later (out of memory, say) still reports its size.
+    """
     import ase.io
 
     from macelerate._mace import quiet_model_construction
 
+    known = {} if known is None else known
     atoms = ase.io.read(spec["structure"])
+    known["n_atoms"] = len(atoms)
     builder = _mace_torch_engine if spec["engine"] == REFERENCE_ENGINE else _macelerate_engine
     with quiet_model_construction():
         engine = builder(spec, atoms)
+    known["n_edges"] = engine.n_edges
     if spec.get("memory_limit_gb"):
         limit_address_space(float(spec["memory_limit_gb"]))
     start = atoms.positions.copy()
@@ -150,11 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the spec given as the one argument; print one result line; exit 0 unless killed."""
     argv = list(sys.argv[1:] if argv is None else argv)
     spec = json.loads(argv[0])
+    known: dict[str, Any] = {}
     try:
         with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the result line
-            result = measure(spec)
+            result = measure(spec, known)
     except Exception as error:  # the parent records every failure as a result row
-        result = failure(error)
+        result = {**known, **failure(error)}
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -5,7 +5,7 @@ Forces: for a few random atoms ``i`` and unit directions ``d``,
 positions and cell rows are deformed by ``I + ε`` with a symmetric strain ``ε``, and
 ``σ_ab = (1/V) ∂E/∂ε_ab`` (ASE's sign convention, as the model's stress). Central differences
 have truncation errors of order ``h²``; in float64 with ``h = 1e-4`` Å they agree with autograd
-to about 1e-8 relative.
+to about 1e-8 relative (float32 needs ``h`` near 1e-2 Å and agrees to about 1e-4).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from ase import Atoms
 
 from macelerate.checks._batching import predict_each, ratio
@@ -75,8 +76,8 @@ def check_gradients(
     atoms: Atoms,
     *,
     n_samples: int = 6,
-    step: float = 1e-4,
-    strain_step: float = 1e-4,
+    step: float | None = None,
+    strain_step: float | None = None,
     seed: int = 0,
     batch_size: int = 8,
 ) -> GradientResult:
@@ -86,14 +87,19 @@ def check_gradients(
         potential: the model (float64 for meaningful differences at small steps).
         atoms: the structure (never modified).
         n_samples: random (atom, unit direction) pairs.
-        step: displacement h in Å.
-        strain_step: strain step for the six stress components (periodic structures only).
+        step: displacement h in Å; default 1e-4 in float64 and 1e-2 in float32 (where the
+            energy's rounding error, about 1e-7 |E|, would swamp a smaller step).
+        strain_step: strain step for the six stress components (periodic structures only);
+            default: the same number as ``step``.
         seed: random seed of atoms and directions.
         batch_size: structures per model call.
 
     Returns:
         A :class:`GradientResult`.
     """
+    if step is None:
+        step = 1e-4 if potential.dtype == torch.float64 else 1e-2
+    strain_step = step if strain_step is None else strain_step
     rng = np.random.default_rng(seed)
     indices = rng.integers(len(atoms), size=n_samples)
     directions = rng.normal(size=(n_samples, 3))

@@ -25,7 +25,8 @@ class CheckConfig:
     Attributes:
         n_rotations: proper and improper random rotations each.
         gradient_samples: (atom, direction) pairs for finite-difference forces.
-        fd_step: finite-difference displacement in Å (and strain step).
+        fd_step: finite-difference displacement in Å (and strain step); None: 1e-4 in float64,
+            1e-2 in float32.
         nve_steps: NVE steps; 0 skips the NVE check.
         nve_timestep_fs: NVE time step in fs.
         nve_temperature_k: initial NVE temperature in K.
@@ -36,7 +37,7 @@ class CheckConfig:
 
     n_rotations: int = 3
     gradient_samples: int = 6
-    fd_step: float = 1e-4
+    fd_step: float | None = None
     nve_steps: int = 50
     nve_timestep_fs: float = 0.5
     nve_temperature_k: float = 300.0

@@ -88,7 +88,9 @@ def improper_rotation(rng: np.random.Generator) -> np.ndarray:
     return rotation_matrix(rng) @ np.diag([1.0, 1.0, -1.0])
 
 
-def _families(atoms: Atoms, *, n_rotations: int, rng: np.random.Generator) -> dict:
+def _families(
+    atoms: Atoms, *, n_rotations: int, rng: np.random.Generator
+) -> dict[str, list[_Copy]]:
     identity, order = np.eye(3), np.arange(len(atoms))
     proper = [rotation_matrix(rng) for _ in range(n_rotations)]
     improper = [improper_rotation(rng) for _ in range(n_rotations)]
@@ -108,7 +110,9 @@ def _families(atoms: Atoms, *, n_rotations: int, rng: np.random.Generator) -> di
     }
 
 
-def _errors(reference: StructureOutput, copies: list, outputs: list) -> TransformErrors:
+def _errors(
+    reference: StructureOutput, copies: list[_Copy], outputs: list[StructureOutput]
+) -> TransformErrors:
     force_scale = float(np.linalg.norm(reference.forces, axis=1).max(initial=0.0))
     e_abs = f_abs = s_abs = 0.0
     for copy, out in zip(copies, outputs):

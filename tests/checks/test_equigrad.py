@@ -14,6 +14,7 @@ from macelerate.checks.equigrad import (
     rotate_inputs,
 )
 from macelerate.models.loading import load
+from tests.checks import Tilted
 
 
 def _analytic_norm(positions: np.ndarray) -> float:
@@ -30,6 +31,14 @@ def test_invariant_mace_gives_zero(tiny_model, silicon, ethanol):
     assert equigrad(potential, [silicon, ethanol]) < 1e-10
     result = check_equigrad(potential, ethanol)
     assert result.norm < 1e-10 and result.scale > 0 and result.relative < 1e-10
+
+
+def test_non_invariant_potential_gives_the_analytic_value(tiny_model, ethanol):
+    """The MACE part adds ~0, the tilted term 0.05 Σ x² gives 0.05 times the analytic norm."""
+    broken = load(Tilted(tiny_model, strength=0.05))
+    expected = 0.05 * _analytic_norm(ethanol.positions)
+    assert equigrad(broken, ethanol) == pytest.approx(expected, rel=1e-9)
+    assert check_equigrad(broken, ethanol).relative > 1e-2
 
 
 def test_graph_is_not_modified(tiny_model, silicon):

@@ -34,3 +34,8 @@ def test_strain_maps_cell_and_positions(silicon):
     fractional = copy.get_scaled_positions(wrap=False)
     assert np.allclose(fractional, silicon.get_scaled_positions(wrap=False))
     assert not np.allclose(copy.cell.array, silicon.cell.array)
+
+
+def test_float32_uses_a_larger_step(tiny_model, ethanol):
+    result = check_gradients(load(tiny_model, dtype="float32"), ethanol, n_samples=2)
+    assert result.step == 1e-2 and result.force_rel < 1e-2

@@ -42,8 +42,8 @@ def test_block_output_equals_e3nn_plus_scatter(max_L):
 
 def test_potential_results_and_gradients_equal_unfused(silicon, ethanol):
     model = tiny_mace([1, 6, 8, 14], max_L=1, max_ell=3)
-    fused = load(model)
-    plain = load(model, fuse_message_passing=False)
+    fused = load(model, fuse_message_passing=True)
+    plain = load(model)
     assert fused.fused_blocks == 2 and plain.fused_blocks == 0
     for atoms in (silicon, ethanol):
         stress = bool(atoms.pbc.all())
@@ -72,7 +72,9 @@ def test_training_gradients_flow_through_the_fused_block(silicon):
 def test_no_edges_and_user_module_untouched():
     model = tiny_mace([8])
     before = type(model.interactions[0].conv_tp)
-    prediction = load(model).predict(Atoms("O2", positions=[[0, 0, 0], [9, 0, 0]]))
+    potential = load(model, fuse_message_passing=True)
+    assert potential.fused_blocks == 2
+    prediction = potential.predict(Atoms("O2", positions=[[0, 0, 0], [9, 0, 0]]))
     np.testing.assert_allclose(prediction.forces, 0.0)
     assert type(model.interactions[0].conv_tp) is before
     assert not hasattr(model.interactions[0], "conv_fusion")
@@ -80,7 +82,7 @@ def test_no_edges_and_user_module_untouched():
 
 def test_float32_model_gets_float32_coefficients(silicon):
     model = tiny_mace([14])
-    potential = load(model, dtype="float32")
+    potential = load(model, dtype="float32", fuse_message_passing=True)
     coefficients = potential.model.interactions[0].conv_tp.coefficients_0
     assert coefficients.dtype == torch.float32
     reference = load(model, dtype="float64").predict(silicon)
