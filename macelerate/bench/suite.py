@@ -66,7 +66,7 @@ class BenchSpec:
     dtype: str = "float64"
     levers: tuple[str, ...] = ("exact",)
     repeats: int = 5
-    warmup: int = 2
+    warmup: int = 3
     stress: bool = False
     reference: bool = True
     memory_limit_gb: float | None = None

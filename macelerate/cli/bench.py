@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--lever", default="exact", help="macelerate levers, comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (default: 2)")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps (default: 3; e3nn warms up)"
+    )
     parser.add_argument("--stress", action="store_true", help="macelerate computes stress too")
     parser.add_argument("--no-reference", action="store_true", help="skip mace-torch")
     parser.add_argument(
