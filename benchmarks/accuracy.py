@@ -7,6 +7,7 @@ to the one the model's upstream training log reports (from ../shared/data/README
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def main() -> None:
     rows = []
     for model, data, keys, up_e, up_f, note in CASES:
         label = Path(model).stem
-        out = out_dir / f"{label}_{args.dtype}.json"
+        out = out_dir / f"{label}_{args.dtype}_cpu_{datetime.date.today().isoformat()}.json"
         command = ["macelerate", "eval", str(SHARED / "models" / model),
                    "--data", str(SHARED / data), "--dtype", args.dtype, "--label", label,
                    "--json", str(out), *keys]  # fmt: skip

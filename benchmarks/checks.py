@@ -7,6 +7,7 @@ in float64 and float32. Writes one check JSON per run under results/check/.
 from __future__ import annotations
 
 import argparse
+import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for model, structure in CASES:
         for dtype in args.dtypes.split(","):
-            out = out_dir / f"{Path(model).stem}_{dtype}.json"
+            out = (
+                out_dir / f"{Path(model).stem}_{dtype}_cpu_{datetime.date.today().isoformat()}.json"
+            )
             command = ["macelerate", "check", str(SHARED / "models" / model),
                        "--structure", str(SHARED / structure), "--dtype", dtype,
                        "--nve-steps", str(args.nve_steps), "--nve-timestep", "0.5",

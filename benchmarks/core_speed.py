@@ -10,8 +10,9 @@ result is reused. Engines:
   AtomicData, collation) is timed apart on the same configurations.
 * ``mace-torch+malloc``: the same, in a process where macelerate's allocator tuning was applied
   first: it shows how much of the gap is the allocator and how much the rest of the pipeline.
-* ``macelerate+fused``: macelerate with ``fuse_message_passing=True`` (the fused edge tensor
-  product of :mod:`macelerate.runtime.fused_conv` instead of mace-torch's conv_tp + scatter).
+* ``macelerate`` ran with ``fuse_message_passing=False`` (mace-torch's own interaction modules)
+  and ``macelerate+fused`` with the fused edge tensor product of
+  :mod:`macelerate.runtime.fused_conv`, which is now ``load``'s default.
 """
 
 from __future__ import annotations

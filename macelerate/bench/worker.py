@@ -30,10 +30,10 @@ from macelerate.bench.timing import time_callable
 RESULT_PREFIX = "macelerate-bench-result: "
 ENGINES = ("macelerate", "mace-torch")
 REFERENCE_ENGINE = "mace-torch"
-LEVERS = {"exact": {}, "fused": {"fuse_message_passing": True}}
+LEVERS = {"exact": {}, "unfused": {"fuse_message_passing": False}}
 """Speed levers a macelerate run may pull, as options of :func:`macelerate.load`: ``exact`` is the
-plain float64/float32 runtime; ``fused`` adds the fused edge tensor product (same results, no
-per-edge message tensor: :mod:`macelerate.runtime.fused_conv`)."""
+default runtime (same results as mace-torch, fused edge tensor product of
+:mod:`macelerate.runtime.fused_conv`); ``unfused`` runs mace-torch's own interaction modules."""
 JITTER = 1e-3
 """Å, standard deviation of the random moves between steps (so nothing is reused)."""
 MAX_ERROR_CHARS = 400
