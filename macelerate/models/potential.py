@@ -15,6 +15,7 @@ from macelerate._mace import quiet_model_construction
 from macelerate.errors import StructureError
 from macelerate.graph.batch import build_graph
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+from macelerate.runtime.allocator import heap_mode_for
 from macelerate.runtime.fused_conv import fuse_message_passing as fuse_model
 
 
@@ -51,6 +52,17 @@ def _float_dtype(model: torch.nn.Module) -> torch.dtype:
         if parameter.is_floating_point():
             return parameter.dtype
     return torch.float64
+
+
+def _edge_width(model: torch.nn.Module) -> int:
+    """Largest per-edge feature width of the interactions (0 if the model does not say)."""
+    if isinstance(model, torch.jit.ScriptModule):  # scripted module lists are not iterable
+        return 0
+    widths = [
+        getattr(getattr(getattr(block, "conv_tp", None), "irreps_out", None), "dim", 0)
+        for block in getattr(model, "interactions", [])
+    ]
+    return max([int(w) for w in widths if isinstance(w, int)], default=0)
 
 
 class Potential(torch.nn.Module):
@@ -91,6 +103,7 @@ class Potential(torch.nn.Module):
             model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
         model.eval()
         self.fused_blocks = fuse_model(model) if fuse_message_passing else 0
+        self.edge_width = _edge_width(model)
         for parameter in model.parameters():
             if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
                 parameter.requires_grad_(False)
@@ -144,6 +157,8 @@ class Potential(torch.nn.Module):
             for key, value in graph.items()
         }
         data["positions"] = data["positions"].detach()  # mace sets requires_grad on this tensor
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        heap_mode_for(graph["edge_index"].shape[1] * self.edge_width * itemsize)
         with torch.enable_grad():
             out = self.model(
                 data,
