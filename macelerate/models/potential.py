@@ -104,6 +104,8 @@ class Potential(torch.nn.Module):
         model.eval()
         self.fused_blocks = fuse_model(model) if fuse_message_passing else 0
         self.edge_width = _edge_width(model)
+        itemsize = torch.empty((), dtype=_float_dtype(model)).element_size()
+        self._bytes_per_edge = self.edge_width * itemsize  # of the widest per-edge tensor
         for parameter in model.parameters():
             if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
                 parameter.requires_grad_(False)
@@ -157,8 +159,7 @@ class Potential(torch.nn.Module):
             for key, value in graph.items()
         }
         data["positions"] = data["positions"].detach()  # mace sets requires_grad on this tensor
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
-        heap_mode_for(graph["edge_index"].shape[1] * self.edge_width * itemsize)
+        heap_mode_for(graph["edge_index"].shape[1] * self._bytes_per_edge)
         with torch.enable_grad():
             out = self.model(
                 data,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ peak RSS was about 5x that tensor (5,220 atoms: 2.0 GB tensor, 10.6 GB peak, 2.2
 glibc's default policy), and at 10,440 atoms (4.1 GB tensor) heap mode ran out of memory."""
 
 
+@functools.cache
 def heap_mode_limit_bytes() -> int:
     """Largest per-edge tensor (bytes) for which heap mode is kept: a fraction of physical RAM."""
     try:
