@@ -6,6 +6,7 @@ Public API (heavy dependencies are imported on first use)::
     potential = macelerate.load("model.model", dtype="float64")
     graph = macelerate.build_graph(atoms, cutoff=potential.r_max, z_table=potential.atomic_numbers)
     atoms.calc = macelerate.Calculator(potential)
+    fast, report = macelerate.apply_precision(potential, "bf16-linear", probe=[atoms])
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ _EXPORTS = {
     "Calculator": "macelerate.calculator",
     "convert": "macelerate.models.convert",
     "describe": "macelerate.models.info",
+    "PrecisionPolicy": "macelerate.precision.policy",
+    "apply_precision": "macelerate.precision.transform",
 }
 
 __all__ = ["__version__", *_EXPORTS]

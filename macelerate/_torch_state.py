@@ -21,3 +21,18 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+@contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Set ``torch.set_float32_matmul_precision`` inside the block and restore it on exit.
+
+    ``"high"`` lets float32 matmuls use TF32 tensor cores on NVIDIA GPUs (Ampere and later).
+    Nothing outside the block sees the change.
+    """
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)

@@ -25,7 +25,13 @@ from ase.data import chemical_symbols
 
 from macelerate.bench.memory import is_out_of_memory
 from macelerate.bench.systems import SYSTEMS, BuiltSystem, build_system, repeat_structure
-from macelerate.bench.worker import ENGINES, LEVERS, REFERENCE_ENGINE, RESULT_PREFIX
+from macelerate.bench.worker import (
+    ENGINES,
+    LEVERS,
+    REFERENCE_ENGINE,
+    RESULT_PREFIX,
+    lever_options,
+)
 from macelerate.errors import MacelerateError, UnknownElementError
 
 SCHEMA = "macelerate-bench/1"
@@ -48,7 +54,8 @@ class BenchSpec:
         structure: an ASE-readable file whose first frame is repeated to each size.
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:1"``...).
         dtype: ``"float64"`` or ``"float32"``, for both engines.
-        levers: macelerate speed levers to time (only ``"exact"`` for now).
+        levers: macelerate speed levers to time: ``"exact"``, ``"unfused"``, or
+            ``"precision:<preset>"`` (a :data:`~macelerate.precision.PRESETS` name).
         repeats: timed steps per run.
         warmup: untimed steps before them.
         stress: macelerate computes stress too (periodic structures); mace-torch always does.
@@ -85,9 +92,13 @@ class BenchSpec:
             problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not self.device.startswith(("cpu", "cuda")):
             problems.append(f"device must be cpu or cuda, got {self.device!r}")
-        unknown = [lever for lever in self.levers if lever not in LEVERS]
-        if unknown or not self.levers:
-            problems.append(f"levers must be among {', '.join(LEVERS)}, got {list(self.levers)}")
+        for lever in self.levers:
+            try:
+                lever_options(lever)
+            except ValueError as error:
+                problems.append(str(error))
+        if not self.levers:
+            problems.append(f"give at least one lever ({', '.join(LEVERS)}, precision:<preset>)")
         if self.repeats < 1 or self.warmup < 0:
             problems.append("repeats must be >= 1 and warmup >= 0")
         if self.memory_limit_gb is not None and self.memory_limit_gb <= 0:

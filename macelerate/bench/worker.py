@@ -33,7 +33,25 @@ REFERENCE_ENGINE = "mace-torch"
 LEVERS = {"exact": {}, "unfused": {"fuse_message_passing": False}}
 """Speed levers a macelerate run may pull, as options of :func:`macelerate.load`: ``exact`` is the
 default runtime (same results as mace-torch, fused edge tensor product of
-:mod:`macelerate.runtime.fused_conv`); ``unfused`` runs mace-torch's own interaction modules."""
+:mod:`macelerate.runtime.fused_conv`); ``unfused`` runs mace-torch's own interaction modules.
+Besides these, ``precision:<preset>`` runs a precision policy (:data:`macelerate.precision.PRESETS`;
+the bench ``dtype`` is then not used)."""
+PRECISION_LEVER = "precision:"
+
+
+def lever_options(lever: str) -> dict[str, Any]:
+    """The :func:`macelerate.load` options of a lever name; ValueError for unknown levers."""
+    if lever.startswith(PRECISION_LEVER):
+        from macelerate.precision.policy import PRESETS
+
+        preset = lever.removeprefix(PRECISION_LEVER)
+        if preset not in PRESETS:
+            raise ValueError(f"unknown precision preset {preset!r}; known: {', '.join(PRESETS)}")
+        return {"precision": preset}
+    if lever not in LEVERS:
+        known = [*LEVERS, *(f"{PRECISION_LEVER}<preset>",)]
+        raise ValueError(f"unknown lever {lever!r}; known: {', '.join(known)}")
+    return dict(LEVERS[lever])
 JITTER = 1e-3
 """Å, standard deviation of the random moves between steps (so nothing is reused)."""
 MAX_ERROR_CHARS = 400
@@ -51,10 +69,9 @@ class Engine:
 def _macelerate_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
     from macelerate.models.loading import load
 
-    if spec["lever"] not in LEVERS:
-        raise ValueError(f"unknown lever {spec['lever']!r}; known: {', '.join(LEVERS)}")
-    options = LEVERS[spec["lever"]]
-    potential = load(spec["model"], device=spec["device"], dtype=spec["dtype"], **options)
+    options = lever_options(spec["lever"])
+    dtype = None if "precision" in options else spec["dtype"]
+    potential = load(spec["model"], device=spec["device"], dtype=dtype, **options)
     stress = bool(spec["stress"]) and bool(atoms.pbc.all())
     n_edges = int(potential.build_graph(atoms)["edge_index"].shape[1])
     return Engine(

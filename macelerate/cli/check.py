@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from macelerate.cli.common import add_model_options, load_from_args, write_json
+from macelerate.cli.common import (
+    add_model_options,
+    load_from_args,
+    precision_label,
+    write_json,
+)
 
 SCHEMA = "macelerate-check/1"
 
@@ -64,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             "schema": SCHEMA,
             "model": args.model,
             "model_label": Path(args.model).stem,
-            "dtype": args.dtype,
+            "dtype": precision_label(args),
+            "precision": args.precision,
             **report.to_dict(),
         }
         write_json(args.json, payload)

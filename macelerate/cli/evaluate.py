@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from macelerate.cli.common import add_model_options, load_from_args, write_json
+from macelerate.cli.common import (
+    add_model_options,
+    load_from_args,
+    precision_label,
+    write_json,
+)
 
 SCHEMA = "macelerate-eval/1"
 
@@ -60,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         source=args.data,
     )  # fmt: skip
     against = f" against {args.against}" if args.against else ""
-    print(f"{report.n_structures} structures, {report.n_atoms} atoms, {args.dtype}{against}")
+    label = precision_label(args)
+    print(f"{report.n_structures} structures, {report.n_atoms} atoms, {label}{against}")
     print(f"energy  MAE {_fmt(report.energy_mae)}  RMSE {_fmt(report.energy_rmse)}  meV/atom")
     print(f"forces  MAE {_fmt(report.force_mae)}  RMSE {_fmt(report.force_rmse)}  meV/Å")
     for symbol, errors in report.per_element.items():
@@ -73,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
             "schema": SCHEMA,
             "model": args.model,
             "model_label": args.label or Path(args.model).stem,
-            "lever": "exact",
+            "lever": f"precision:{args.precision}" if args.precision else "exact",
             "data": args.data,
-            "dtype": args.dtype,
+            "dtype": label,
             "against": args.against,
             **report.to_dict(),
         }

@@ -72,6 +72,7 @@ def _mace_calculator(potential, dtype: str) -> AseCalculator:
 def run_demo(
     *, steps: int = 20, dtype: str = "float64", repeat: tuple[int, int] = (7, 5),
     model_path: str | Path | None = None, print_fn: Callable[[str], None] = print,
+    precision: str | None = None,
 ) -> dict[str, EngineRun]:  # fmt: skip
     """Run the demo and print its table; returns both engines' runs.
 
@@ -81,6 +82,7 @@ def run_demo(
         repeat: graphene cell repetitions; the default gives 168 atoms (C140O28).
         model_path: a model for H/C/O other than the embedded one.
         print_fn: where the table goes.
+        precision: a precision preset (``"bf16-linear"``...) for an extra macelerate row.
 
     mace-torch's calculator runs first, before macelerate tunes the process's allocator, so each
     engine is timed as a user would get it.
@@ -107,7 +109,13 @@ def run_demo(
     runs["macelerate"] = run_engine(
         "macelerate Calculator", atoms, fast, steps=steps, timestep_fs=1.0
     )
-    print_fn(format_table(runs["mace-torch"], [runs["macelerate"]]))
+    if precision is not None:
+        runs[f"macelerate {precision}"] = run_engine(
+            f"macelerate {precision}", atoms, Calculator(model_path, precision=precision),
+            steps=steps, timestep_fs=1.0,
+        )  # fmt: skip
+    others = [run for key, run in runs.items() if key != "mace-torch"]
+    print_fn(format_table(runs["mace-torch"], others))
     return runs
 
 

@@ -15,6 +15,8 @@ from macelerate.models.checkpoint import is_checkpoint, upgrade_checkpoint
 from macelerate.models.config import rebuild_mace_model
 from macelerate.models.mace_pickle import is_torchscript_archive, load_mace_pickle
 from macelerate.models.potential import ModelSource, Potential
+from macelerate.precision.apply import check_device_supports
+from macelerate.precision.policy import PrecisionPolicy, resolve_policy
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -91,6 +93,7 @@ def load(
     min_distance: float | None = DEFAULT_MIN_DISTANCE,
     tune_allocator: bool = True,
     fuse_message_passing: bool = True,
+    precision: str | PrecisionPolicy | dict[str, Any] | None = None,
     **unknown: Any,
 ) -> Potential:
     """Load a mace-torch model for fast, exact evaluation.
@@ -112,6 +115,10 @@ def load(
             one fused operation (:mod:`macelerate.runtime.fused_conv`); results equal mace-torch's
             to floating-point reordering, and no per-edge message tensor is formed (see README
             for the measured speed). ``False`` runs mace-torch's modules unchanged.
+        precision: a precision policy (:class:`~macelerate.precision.PrecisionPolicy`, a preset
+            name such as ``"fp32"``, ``"bf16-linear"``, ``"bf16-mixed"``, or a dict of fields):
+            per-block storage and compute dtypes instead of one ``dtype``. With a policy,
+            ``dtype`` must be left at its default (or ``None``).
 
     Returns:
         A :class:`Potential`.
@@ -119,6 +126,15 @@ def load(
     if unknown:
         raise TypeError(f"load() got unknown options {sorted(unknown)}")
     torch_dtype = parse_dtype(dtype)
+    if precision is not None:
+        if torch_dtype not in (None, torch.float64):
+            raise ValueError(
+                f"pass either dtype={dtype!r} or precision={precision!r}, not both; a policy "
+                "sets every block's dtype (e.g. precision='fp32')"
+            )
+        policy = resolve_policy(precision)
+        check_device_supports(policy, device)
+        torch_dtype = None
     if tune_allocator:
         from macelerate.runtime.allocator import tune_malloc_for_tensors
 
@@ -137,4 +153,5 @@ def load(
         min_distance=min_distance,
         fuse_message_passing=fuse_message_passing,
         source=source,
+        precision=precision,
     )

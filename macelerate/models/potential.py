@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,9 +13,13 @@ import torch
 from ase import Atoms
 
 from macelerate._mace import quiet_model_construction
+from macelerate._torch_state import matmul_precision
 from macelerate.errors import StructureError
 from macelerate.graph.batch import build_graph
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+from macelerate.precision.apply import BlockPrecision, strip_islands, wrap_blocks
+from macelerate.precision.islands import PrecisionIsland
+from macelerate.precision.policy import PrecisionPolicy, resolve_policy
 from macelerate.runtime.allocator import heap_mode_for
 from macelerate.runtime.fused_conv import fuse_message_passing as fuse_model
 
@@ -65,6 +70,11 @@ def _edge_width(model: torch.nn.Module) -> int:
     return max([int(w) for w in widths if isinstance(w, int)], default=0)
 
 
+def _maybe(precision: str | None):
+    """The matmul-precision context for TF32 policies on CUDA, else a no-op context."""
+    return matmul_precision(precision) if precision else contextlib.nullcontext()
+
+
 class Potential(torch.nn.Module):
     """A mace-torch model with exact MACE outputs and no per-step data-pipeline overhead.
 
@@ -84,6 +94,9 @@ class Potential(torch.nn.Module):
             floating-point reordering; no [n_edges, channels x (2l+1)] tensor is formed; 1.2-1.8x
             faster steps on a 2-core CPU). ``False`` runs the mace-torch modules unchanged.
         source: where the model came from.
+        precision: a :class:`~macelerate.precision.PrecisionPolicy` or preset name (``"fp32"``,
+            ``"bf16-linear"``...): per-block dtypes instead of one ``dtype`` (which must then be
+            ``None``). Inputs are cast to the policy's ``forces_stress`` dtype.
     """
 
     def __init__(
@@ -96,13 +109,24 @@ class Potential(torch.nn.Module):
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
         fuse_message_passing: bool = True,
         source: ModelSource | None = None,
+        precision: PrecisionPolicy | str | None = None,
     ) -> None:
         super().__init__()
+        policy = resolve_policy(precision) if precision is not None else None
+        if policy is not None and dtype is not None:
+            raise ValueError("pass either dtype (one dtype for the whole model) or precision")
         with quiet_model_construction():  # e3nn modules deep-copy through torch.jit.save/load
             model = copy.deepcopy(model)
+            if any(isinstance(m, PrecisionIsland) for m in model.modules()):
+                strip_islands(model, dtype=torch.float64)  # refuses half-precision weights
             model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
         model.eval()
         self.fused_blocks = fuse_model(model) if fuse_message_passing else 0
+        self.precision = policy
+        self.precision_blocks: list[BlockPrecision] = []
+        if policy is not None:
+            with quiet_model_construction():
+                self.precision_blocks = wrap_blocks(model, policy)
         self.edge_width = _edge_width(model)
         itemsize = torch.empty((), dtype=_float_dtype(model)).element_size()
         self._bytes_per_edge = self.edge_width * itemsize  # of the widest per-edge tensor
@@ -110,8 +134,10 @@ class Potential(torch.nn.Module):
             if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
                 parameter.requires_grad_(False)
         self.model = model
-        self.dtype = _float_dtype(model)
+        self.dtype = policy.dtype("forces_stress") if policy else _float_dtype(model)
         self.device = torch.device(device)
+        use_tf32 = policy is not None and policy.matmul_precision != "highest"
+        self._matmul_precision = "high" if use_tf32 and self.device.type == "cuda" else None
         self.r_max = float(model.r_max)
         self.atomic_numbers = [int(z) for z in model.atomic_numbers]
         self.heads = list(getattr(model, "heads", None) or ["default"])
@@ -160,7 +186,7 @@ class Potential(torch.nn.Module):
         }
         data["positions"] = data["positions"].detach()  # mace sets requires_grad on this tensor
         heap_mode_for(graph["edge_index"].shape[1] * self._bytes_per_edge)
-        with torch.enable_grad():
+        with torch.enable_grad(), _maybe(self._matmul_precision):
             out = self.model(
                 data,
                 training=False,
@@ -208,5 +234,6 @@ class Potential(torch.nn.Module):
         return (
             f"elements={self.atomic_numbers}, r_max={self.r_max}, dtype={self.dtype}, "
             f"device={self.device}, fused_blocks={self.fused_blocks}, "
+            f"precision={self.precision.name if self.precision else None}, "
             f"source={self.source.kind}:{self.source.path}"
         )

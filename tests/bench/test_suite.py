@@ -67,8 +67,11 @@ def test_worker_timeout_is_an_error_row(tiny_model_file, tmp_path):
 def test_spec_rejects_bad_options():
     with pytest.raises(BenchSpecError, match="memory limit caps host address space"):
         BenchSpec(models=("m",), device="cuda", memory_limit_gb=4.0)
-    with pytest.raises(MacelerateError, match="levers must be among exact"):
+    with pytest.raises(MacelerateError, match="unknown lever 'pruned-64'; known: exact"):
         BenchSpec(models=("m",), levers=("pruned-64",))
+    with pytest.raises(MacelerateError, match="unknown precision preset 'fp8'"):
+        BenchSpec(models=("m",), levers=("precision:fp8",))
+    assert BenchSpec(models=("m",), levers=("precision:bf16-linear",)).levers
     with pytest.raises(BenchSpecError, match="sizes must be positive.*dtype must be"):
         BenchSpec(models=("m",), sizes=(0,), dtype="float16")
 

@@ -110,6 +110,8 @@ def test_torch_global_state_is_untouched(tiny_model, silicon):
 
 def test_unknown_options_are_rejected(tiny_model):
     with pytest.raises(TypeError, match="unknown options"):
+        load(tiny_model, precison="fp32")
+    with pytest.raises(ValueError, match="unknown precision preset 'fp8'"):
         load(tiny_model, precision="fp8")
     with pytest.raises(ValueError, match="dtype"):
         load(tiny_model, dtype="float16")
