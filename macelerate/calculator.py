@@ -28,7 +28,12 @@ class Calculator(AseCalculator):
         **load_options: passed to :func:`macelerate.load` (``device``, ``dtype``, ``head``, ...).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties = [
+        "energy", "free_energy", "forces", "stress", "energies", "force_confidence"
+    ]  # fmt: skip
+    """``force_confidence``: per-atom expected force error in eV/Å, for students with a
+    confidence head (see :mod:`macelerate.models.heads`); other models raise ASE's
+    ``PropertyNotImplementedError`` for it."""
 
     def __init__(
         self, model_or_path: Potential | torch.nn.Module | str | Path, **load_options: Any
@@ -53,6 +58,11 @@ class Calculator(AseCalculator):
         super().calculate(atoms, properties, system_changes)
         properties = properties or ["energy"]
         want_stress = "stress" in properties
+        if "force_confidence" in properties and not self.potential.has_confidence:
+            raise PropertyNotImplementedError(
+                "force_confidence needs a student with a confidence head "
+                "(macelerate distill --confidence-head)"
+            )
         if want_stress and not self.atoms.pbc.all():
             raise PropertyNotImplementedError(
                 "stress is defined only for structures periodic in all three directions"
@@ -66,6 +76,8 @@ class Calculator(AseCalculator):
             "energies": out["node_energy"].double().cpu().numpy(),
             "forces": out["forces"].double().cpu().numpy(),
         }
+        if "force_confidence" in out:
+            self.results["force_confidence"] = out["force_confidence"].double().cpu().numpy()
         if want_stress:
             stress = out["stress"][0].double().cpu().numpy()
             self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(stress))

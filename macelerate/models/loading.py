@@ -19,6 +19,8 @@ from macelerate.precision.apply import check_device_supports
 from macelerate.precision.policy import PrecisionPolicy, resolve_policy
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+STUDENT_CLASS = "macelerate.Student"
+"""``model_config["model_class"]`` of distilled students (a mace backbone plus heads)."""
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -73,7 +75,12 @@ def read_model_file(
             "macelerate checkpoint (see 'macelerate convert')"
         )
     payload = upgrade_checkpoint(payload, source=str(path))
-    model = rebuild_mace_model(payload["model_config"], payload["state_dict"])
+    if payload["model_config"].get("model_class") == STUDENT_CLASS:
+        from macelerate.models.student import student_from_checkpoint
+
+        model = student_from_checkpoint(payload, source=str(path))
+    else:
+        model = rebuild_mace_model(payload["model_config"], payload["state_dict"])
     source = ModelSource(
         kind="checkpoint",
         path=str(path),

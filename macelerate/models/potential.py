@@ -121,13 +121,15 @@ class Potential(torch.nn.Module):
                 strip_islands(model, dtype=torch.float64)  # refuses half-precision weights
             model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
         model.eval()
-        self.fused_blocks = fuse_model(model) if fuse_message_passing else 0
+        backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model
+        self.fused_blocks = fuse_model(backbone) if fuse_message_passing else 0
         self.precision = policy
         self.precision_blocks: list[BlockPrecision] = []
         if policy is not None:
             with quiet_model_construction():
-                self.precision_blocks = wrap_blocks(model, policy)
-        self.edge_width = _edge_width(model)
+                self.precision_blocks = wrap_blocks(backbone, policy)
+        self.edge_width = _edge_width(backbone)
+        self.has_confidence = getattr(model, "confidence_bins", None) is not None
         itemsize = torch.empty((), dtype=_float_dtype(model)).element_size()
         self._bytes_per_edge = self.edge_width * itemsize  # of the widest per-edge tensor
         for parameter in model.parameters():
@@ -140,7 +142,7 @@ class Potential(torch.nn.Module):
         self._matmul_precision = "high" if use_tf32 and self.device.type == "cuda" else None
         self.r_max = float(model.r_max)
         self.atomic_numbers = [int(z) for z in model.atomic_numbers]
-        self.heads = list(getattr(model, "heads", None) or ["default"])
+        self.heads = list(getattr(backbone, "heads", None) or ["default"])
         if head is not None and head not in self.heads:
             raise ValueError(f"head {head!r} is not one of the model's heads {self.heads}")
         self.head = head or self.heads[0]
@@ -150,17 +152,31 @@ class Potential(torch.nn.Module):
     def build_graph(
         self, atoms_or_list: Atoms | Sequence[Atoms], *, max_neighbors: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """The graph dictionary of ``atoms_or_list`` for this model (cutoff, elements, dtype)."""
-        return build_graph(
+        """The graph dictionary of ``atoms_or_list`` for this model (cutoff, elements, dtype).
+
+        Models with their own neighbour caps (students: ``graph_options()`` and, for the smooth
+        cap, ``edge_selection()``) get exactly the graphs they were trained on; ``max_neighbors``
+        (a hard k-nearest cap) then applies only if the model has none.
+        """
+        options: dict[str, Any] = {"cutoff": self.r_max, "max_neighbors": max_neighbors}
+        if hasattr(self.model, "graph_options"):
+            own = self.model.graph_options()
+            options.update({k: v for k, v in own.items() if v is not None})
+        graph = build_graph(
             atoms_or_list,
-            cutoff=self.r_max,
             z_table=self.atomic_numbers,
-            max_neighbors=max_neighbors,
             dtype=self.dtype,
             device=self.device,
             head=self.heads.index(self.head),
             min_distance=self.min_distance,
+            **options,
         )
+        selection = self.model.edge_selection() if hasattr(self.model, "edge_selection") else None
+        if selection is not None:
+            from macelerate.graph.smooth_cap import select_smooth_cap_edges
+
+            graph = select_smooth_cap_edges(graph, **selection)
+        return graph
 
     def forward(
         self,
@@ -178,7 +194,9 @@ class Potential(torch.nn.Module):
 
         Returns:
             ``energy`` [n_graphs] eV, ``forces`` [n_atoms, 3] eV/Å, ``stress`` [n_graphs, 3, 3]
-            eV/Å³ (only if requested), ``node_energy`` [n_atoms] eV. Tensors are detached.
+            eV/Å³ (only if requested), ``node_energy`` [n_atoms] eV, and for students with a
+            confidence head ``force_confidence`` [n_atoms] eV/Å (expected force error). Tensors
+            are detached.
         """
         data = {
             key: value.to(self.dtype) if value.is_floating_point() else value
@@ -198,6 +216,11 @@ class Potential(torch.nn.Module):
             result["forces"] = out["forces"].detach()
         if compute_stress:
             result["stress"] = out["stress"].detach()
+        if out.get("confidence_logits") is not None and self.has_confidence:
+            from macelerate.models.heads import expected_force_error
+
+            logits = out["confidence_logits"].detach()
+            result["force_confidence"] = expected_force_error(logits, self.model.confidence_bins)
         return result
 
     def predict(

@@ -1,0 +1,215 @@
+"""Extra heads on a mace-torch backbone's node features: direct forces, direct stress, confidence.
+
+All heads read mace's ``node_feats`` output: [n_atoms, D], the hidden features of every layer
+concatenated, with irreps :func:`node_feats_irreps` (e3nn layout). Direct heads are equivariant
+by construction (e3nn linear maps, gates and tensor products) and return Cartesian (x, y, z)
+tensors; :func:`cartesian_basis` maps e3nn's ``1o`` component order to Cartesian.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from macelerate._mace import import_mace, quiet_model_construction
+
+if TYPE_CHECKING:
+    from e3nn import o3
+
+
+def _e3nn() -> Any:
+    """``e3nn`` imported after mace-torch (see :mod:`macelerate._mace`)."""
+    import_mace()
+    import e3nn.nn
+    import e3nn.o3
+
+    return e3nn
+
+
+def node_feats_irreps(model: torch.nn.Module) -> o3.Irreps:
+    """Irreps of a mace-torch model's ``node_feats`` output (all layers concatenated)."""
+    o3 = _e3nn().o3
+    irreps = o3.Irreps("")
+    for product in model.products:
+        irreps = irreps + o3.Irreps(str(product.linear.irreps_out))
+    return irreps
+
+
+def cartesian_basis() -> torch.Tensor:
+    """[3, 3] float64 Q with ``v_e3nn = Q @ v_cartesian`` for ``1o`` components.
+
+    e3nn 0.4.4 orders ``1o`` as (x, y, z), so Q is the identity there; older e3nn releases used
+    (y, z, x). Reading Q off e3nn's own spherical harmonics keeps the heads right for both.
+    """
+    o3 = _e3nn().o3
+    axes = torch.eye(3, dtype=torch.float64)
+    return o3.spherical_harmonics(1, axes, normalize=True, normalization="norm").T.contiguous()
+
+
+def _scatter_sum(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    out = torch.zeros((n_graphs, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    return out.index_add_(0, batch, values)
+
+
+class DirectForceHead(torch.nn.Module):
+    """Per-atom forces from node features: linear -> gate -> linear to ``1x1o``.
+
+    Args:
+        irreps_in: irreps of the node features (must contain ``1o``).
+        hidden: multiplicity of the hidden scalars and vectors.
+        remove_net_force: subtract each structure's mean force, so forces sum to zero.
+    """
+
+    def __init__(
+        self, irreps_in: o3.Irreps | str, *, hidden: int = 16, remove_net_force: bool = True
+    ) -> None:
+        super().__init__()
+        e3nn = _e3nn()
+        o3 = e3nn.o3
+        irreps_in = o3.Irreps(irreps_in)
+        if irreps_in.count(o3.Irrep("1o")) == 0:
+            raise ValueError(
+                f"a direct force head needs 1o node features, the backbone has {irreps_in}; "
+                "use max_L >= 1 and num_interactions >= 2"
+            )
+        with quiet_model_construction():
+            self.gate = e3nn.nn.Gate(
+                f"{hidden}x0e", [torch.nn.functional.silu],
+                f"{hidden}x0e", [torch.sigmoid],
+                f"{hidden}x1o",
+            )  # fmt: skip
+            self.linear_in = o3.Linear(irreps_in, self.gate.irreps_in)
+            self.linear_out = o3.Linear(self.gate.irreps_out, "1x1o")
+        self.remove_net_force = remove_net_force
+        self.register_buffer("to_e3nn", cartesian_basis(), persistent=False)  # [3, 3]
+
+    def forward(self, node_feats: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+        """Forces [n_atoms, 3] in eV/Å (Cartesian) from node features [n_atoms, D]."""
+        vectors = self.linear_out(self.gate(self.linear_in(node_feats)))  # [n_atoms, 3], e3nn order
+        forces = vectors @ self.to_e3nn.to(vectors.dtype)  # row form of Q^T v: Cartesian (x, y, z)
+        if self.remove_net_force:
+            counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
+            mean = _scatter_sum(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
+            forces = forces - mean[batch]
+        return forces
+
+
+def _symmetric_basis() -> torch.Tensor:
+    """[6, 3, 3] float64 map from ``1x0e + 1x2e`` (e3nn) to symmetric Cartesian 3x3 tensors."""
+    from macelerate._torch_state import default_dtype
+
+    o3 = _e3nn().o3
+    with default_dtype(torch.float64), quiet_model_construction():
+        basis = o3.ReducedTensorProducts("ij=ji", i="1o").change_of_basis  # i, j in e3nn's order
+    q = cartesian_basis()
+    return torch.einsum("ai,kab,bj->kij", q, basis.to(torch.float64), q)  # Q^T B_k Q
+
+
+class DirectStressHead(torch.nn.Module):
+    """Stress per structure from per-atom ``1x0e + 1x2e`` outputs, summed and divided by volume.
+
+    The per-atom output is a linear map of the node features plus a quadratic one (a tensor
+    product of hidden features with themselves), so ``1o``-only backbones (max_L = 1) still give
+    anisotropic stress. Structures with zero cell volume (molecules) get zero stress.
+
+    Args:
+        irreps_in: irreps of the node features.
+        hidden: multiplicity of the hidden 0e / 1o / 2e features entering the tensor product.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps | str, *, hidden: int = 16) -> None:
+        super().__init__()
+        o3 = _e3nn().o3
+        irreps_in = o3.Irreps(irreps_in)
+        present = {ir for _, ir in irreps_in}
+        kinds = [o3.Irrep(name) for name in ("0e", "1o", "2e")]
+        mid = o3.Irreps([(hidden, ir) for ir in kinds if ir in present])
+        with quiet_model_construction():
+            self.linear = o3.Linear(irreps_in, "1x0e+1x2e")
+            self.pre = o3.Linear(irreps_in, mid)
+            self.square = o3.FullyConnectedTensorProduct(mid, mid, "1x0e+1x2e")
+        self.register_buffer("basis", _symmetric_basis(), persistent=False)  # [6, 3, 3]
+
+    def forward(
+        self, node_feats: torch.Tensor, batch: torch.Tensor, cell: torch.Tensor, n_graphs: int
+    ) -> torch.Tensor:
+        """Stress [n_graphs, 3, 3] in eV/Å³ (symmetric).
+
+        Args:
+            node_feats: [n_atoms, D] node features.
+            batch: [n_atoms] structure index of each atom.
+            cell: [3 * n_graphs, 3] lattice vectors as rows, Å.
+            n_graphs: number of structures.
+        """
+        hidden = self.pre(node_feats)
+        coefficients = self.linear(node_feats) + self.square(hidden, hidden)  # [n_atoms, 6]
+        per_atom = torch.einsum("nk,kij->nij", coefficients, self.basis.to(coefficients.dtype))
+        total = _scatter_sum(per_atom, batch, n_graphs)  # [n_graphs, 3, 3] eV
+        volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()
+        safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
+        return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], 0.0)
+
+
+class ConfidenceHead(torch.nn.Module):
+    """Per-atom distribution over force-error bins, from DETACHED invariant features.
+
+    The head sees only the ``0e`` part of the node features, detached, so training it never
+    changes the backbone. Bins split [0, ``max_error``] eV/Å evenly; the last bin also holds
+    larger errors.
+
+    Args:
+        irreps_in: irreps of the node features.
+        n_bins: number of error bins.
+        max_error: upper edge of the last bin in eV/Å.
+        hidden: width of the two hidden layers.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps | str,
+        *,
+        n_bins: int = 50,
+        max_error: float = 1.0,
+        hidden: int = 32,
+    ) -> None:
+        super().__init__()
+        o3 = _e3nn().o3
+        irreps_in = o3.Irreps(irreps_in)
+        columns = [
+            torch.arange(start, stop)
+            for (_, ir), block in zip(irreps_in, irreps_in.slices())
+            if ir == o3.Irrep("0e")
+            for start, stop in [(block.start, block.stop)]
+        ]
+        if not columns:
+            raise ValueError(f"a confidence head needs 0e node features, got {irreps_in}")
+        self.register_buffer("scalar_columns", torch.cat(columns), persistent=False)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(int(self.scalar_columns.numel()), hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.SiLU(),
+            torch.nn.Linear(hidden, n_bins),
+        )
+        edges = torch.linspace(0.0, float(max_error), n_bins + 1, dtype=torch.float64)
+        self.register_buffer("bin_edges", edges.to(torch.get_default_dtype()))
+
+    def forward(self, node_feats: torch.Tensor) -> torch.Tensor:
+        """Logits [n_atoms, n_bins] of the per-atom force-error norm bins."""
+        return self.mlp(node_feats.detach()[:, self.scalar_columns])
+
+
+def expected_force_error(logits: torch.Tensor, bin_edges: torch.Tensor) -> torch.Tensor:
+    """Expected per-atom force-error norm [n_atoms] in eV/Å: softmax(logits) · bin centres."""
+    centres = 0.5 * (bin_edges[1:] + bin_edges[:-1])
+    return torch.softmax(logits, dim=-1) @ centres.to(logits.dtype)
+
+
+def force_error_bins(errors: torch.Tensor, bin_edges: torch.Tensor) -> torch.Tensor:
+    """Bin index [n_atoms] (int64) of per-atom force-error norms in eV/Å, for a CE loss.
+
+    Errors beyond the last edge fall into the last bin.
+    """
+    inner_edges = bin_edges[1:-1].to(errors.dtype).contiguous()
+    return torch.bucketize(errors.detach().contiguous(), inner_edges, right=True)

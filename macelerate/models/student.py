@@ -1,0 +1,402 @@
+"""Fast students for distillation: a plain mace-torch ``ScaleShiftMACE`` plus optional parts.
+
+A :class:`Student` holds ``backbone`` (a mace-torch model built by
+:func:`macelerate.models.config.build_mace_model`) and, as the :class:`StudentConfig` asks:
+
+* a neighbour cap: hard (graphs keep the k nearest senders) or smooth
+  (:class:`~macelerate.graph.smooth_cap.SmoothCapRadialEmbedding` replaces the backbone's
+  ``radial_embedding``; energies stay C1);
+* direct force / stress heads (:mod:`macelerate.models.heads`) instead of autograd derivatives;
+* a confidence head (binned per-atom force-error logits on detached features);
+* ZBL pair repulsion through mace-torch's own ``pair_repulsion=True`` option.
+
+Graphs for a student come from :meth:`Student.build_graph`: ``build_graph(**graph_options())``
+and, for a smooth cap, ``select_smooth_cap_edges(graph, **edge_selection())``, so training and
+inference see the same neighbour sets.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase import Atoms
+from ase.data import covalent_radii
+
+from macelerate._mace import quiet_model_construction
+from macelerate._torch_state import default_dtype
+from macelerate.errors import MacelerateError, ModelFileError
+from macelerate.graph.batch import build_graph
+from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding, select_smooth_cap_edges
+from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+from macelerate.models.checkpoint import is_checkpoint, save_checkpoint, upgrade_checkpoint
+from macelerate.models.config import build_mace_model, describe_mace_model
+from macelerate.models.heads import (
+    ConfidenceHead,
+    DirectForceHead,
+    DirectStressHead,
+    node_feats_irreps,
+)
+
+MODEL_CLASS = "macelerate.Student"
+"""``model_config["model_class"]`` of student checkpoints."""
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class StudentError(MacelerateError, ValueError):
+    """A student configuration that cannot be built, or a student mace-torch cannot represent."""
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Architecture and options of a student (JSON-safe; lengths in Å, energies in eV).
+
+    ``atomic_energies`` are the per-element E0 in the order of ``atomic_numbers``.
+    ``max_neighbors`` caps the neighbours per atom (hard cap unless ``smooth_cap``, whose switch
+    half-width is ``cap_width`` Å). ``confidence_bins`` bins split [0, ``confidence_max_error``]
+    eV/Å of per-atom force error.
+    """
+
+    atomic_numbers: tuple[int, ...]
+    atomic_energies: tuple[float, ...]
+    channels: int = 32
+    max_L: int = 1
+    max_ell: int = 3
+    correlation: int = 2
+    num_interactions: int = 2
+    r_max: float = 5.0
+    radial_mlp: tuple[int, ...] = (32, 32)
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    avg_num_neighbors: float = 10.0
+    atomic_inter_scale: float = 1.0
+    atomic_inter_shift: float = 0.0
+    max_neighbors: int | None = None
+    smooth_cap: bool = False
+    cap_width: float = 0.2
+    direct_forces: bool = False
+    direct_stress: bool = False
+    confidence_head: bool = False
+    confidence_bins: int = 50
+    confidence_max_error: float = 1.0
+    head_channels: int = 16
+    zbl: bool = False
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        for name in ("atomic_numbers", "atomic_energies", "radial_mlp"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        problems = []
+        if len(self.atomic_numbers) != len(self.atomic_energies):
+            problems.append("atomic_energies needs one value per atomic number")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {sorted(DTYPES)}, not {self.dtype!r}")
+        if self.max_neighbors is not None and self.max_neighbors < 1:
+            problems.append("max_neighbors must be >= 1 or None")
+        if self.smooth_cap and (self.max_neighbors is None or not self.cap_width > 0):
+            problems.append("smooth_cap needs max_neighbors and cap_width > 0")
+        if self.direct_forces and (self.max_L < 1 or self.num_interactions < 2):
+            problems.append("direct_forces needs 1o features: max_L >= 1, num_interactions >= 2")
+        if problems:
+            raise StudentError("invalid StudentConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
+        """Build from a plain dict; unknown keys are an error (typos never pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise StudentError(f"unknown StudentConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples as lists) that :meth:`from_dict` reads back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def mace_config(self) -> dict[str, Any]:
+        """The backbone's constructor arguments in :func:`build_mace_model` format."""
+        hidden = "+".join(f"{self.channels}x{ell}{'eo'[ell % 2]}" for ell in range(self.max_L + 1))
+        return {
+            "model_class": "ScaleShiftMACE",
+            "dtype": self.dtype,
+            "r_max": float(self.r_max),
+            "num_bessel": self.num_bessel,
+            "num_polynomial_cutoff": self.num_polynomial_cutoff,
+            "max_ell": self.max_ell,
+            "interaction_cls": "RealAgnosticResidualInteractionBlock",
+            "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
+            "readout_cls": "NonLinearReadoutBlock",
+            "num_interactions": self.num_interactions,
+            "num_elements": len(self.atomic_numbers),
+            "hidden_irreps": hidden,
+            "MLP_irreps": "16x0e",
+            "gate": "silu",
+            "atomic_energies": [float(e) for e in self.atomic_energies],
+            "avg_num_neighbors": float(self.avg_num_neighbors),
+            "atomic_numbers": [int(z) for z in self.atomic_numbers],
+            "correlation": self.correlation,
+            "radial_MLP": list(self.radial_mlp),
+            "atomic_inter_scale": float(self.atomic_inter_scale),
+            "atomic_inter_shift": float(self.atomic_inter_shift),
+            "use_reduced_cg": False,
+            "pair_repulsion": bool(self.zbl),
+        }
+
+
+class Student(torch.nn.Module):
+    """A mace-torch backbone with optional neighbour cap and direct / confidence heads.
+
+    Args:
+        config: the architecture.
+        backbone_config: constructor arguments of the backbone (as :func:`describe_mace_model`
+            writes them); default ``config.mace_config()``. Used when loading checkpoints.
+    """
+
+    def __init__(
+        self, config: StudentConfig, *, backbone_config: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        dtype = DTYPES[config.dtype]
+        with default_dtype(dtype), quiet_model_construction():
+            self.backbone = build_mace_model(backbone_config or config.mace_config())
+            if config.smooth_cap:
+                self.backbone.radial_embedding = SmoothCapRadialEmbedding(
+                    self.backbone.radial_embedding,
+                    max_neighbors=int(config.max_neighbors),
+                    width=config.cap_width,
+                )
+            irreps = node_feats_irreps(self.backbone)
+            hidden = config.head_channels
+            self.force_head = (
+                DirectForceHead(irreps, hidden=hidden) if config.direct_forces else None
+            )
+            self.stress_head = (
+                DirectStressHead(irreps, hidden=hidden) if config.direct_stress else None
+            )
+            self.confidence = (
+                ConfidenceHead(irreps, n_bins=config.confidence_bins,
+                               max_error=config.confidence_max_error)
+                if config.confidence_head else None
+            )  # fmt: skip
+        self.to(dtype)
+        self.node_feats_irreps = str(irreps)
+        self.atomic_numbers = [int(z) for z in config.atomic_numbers]
+        self.r_max = float(config.r_max)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters (follows ``.to(dtype)``)."""
+        return next(self.backbone.parameters()).dtype
+
+    @property
+    def confidence_bins(self) -> torch.Tensor | None:
+        """Edges [n_bins + 1] in eV/Å of the confidence head's force-error bins (None without)."""
+        return None if self.confidence is None else self.confidence.bin_edges
+
+    def graph_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`macelerate.graph.build_graph` for this student's graphs.
+
+        ``{"cutoff": r_max}``, plus ``"max_neighbors": k`` for a hard cap. A smooth-cap student
+        counts neighbours up to ``r_max + 2 * cap_width`` and asks for that cutoff; such graphs
+        give exact results as built, and :meth:`edge_selection` makes them sparse without
+        changing any output. ``z_table``, ``dtype`` and ``device`` are the caller's.
+        """
+        config = self.config
+        if config.smooth_cap:
+            return {"cutoff": self.r_max + 2.0 * config.cap_width}
+        if config.max_neighbors is not None:
+            return {"cutoff": self.r_max, "max_neighbors": int(config.max_neighbors)}
+        return {"cutoff": self.r_max}
+
+    def edge_selection(self) -> dict[str, Any] | None:
+        """How to drop the edges the smooth cap gives zero weight (None without a smooth cap).
+
+        Returns keyword arguments of :func:`~macelerate.graph.smooth_cap.select_smooth_cap_edges`.
+        With ZBL, edges within the largest covalent-radius sum of the student's elements are
+        always kept, because the pair term sees every edge of the graph.
+        """
+        config = self.config
+        if not config.smooth_cap:
+            return None
+        zbl_range = 2.0 * max(covalent_radii[z] for z in self.atomic_numbers) if config.zbl else 0
+        return {
+            "max_neighbors": int(config.max_neighbors),
+            "width": float(config.cap_width),
+            "cutoff": self.r_max,
+            "keep_within": float(zbl_range),
+        }
+
+    def build_graph(
+        self,
+        atoms_or_list: Atoms | Sequence[Atoms],
+        *,
+        device: torch.device | str | None = None,
+        min_distance: float | None = DEFAULT_MIN_DISTANCE,
+    ) -> dict[str, torch.Tensor]:
+        """The graph of ``atoms_or_list`` for this student (elements, dtype, caps).
+
+        ``build_graph(**graph_options())``, then :meth:`edge_selection` for a smooth cap.
+        """
+        if device is None:
+            device = next(self.parameters()).device
+        graph = build_graph(
+            atoms_or_list, z_table=self.atomic_numbers, dtype=self.dtype, device=device,
+            min_distance=min_distance, **self.graph_options(),
+        )  # fmt: skip
+        selection = self.edge_selection()
+        return graph if selection is None else select_smooth_cap_edges(graph, **selection)
+
+    def forward(
+        self,
+        graph: dict[str, torch.Tensor],
+        training: bool = False,
+        compute_force: bool = True,
+        compute_stress: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Energies and, as asked, forces, stress, node features and confidence logits.
+
+        Args:
+            graph: a batch from :meth:`build_graph` (never modified).
+            training: keep the graph of autograd forces/stress for a loss (``create_graph``).
+            compute_force: forces by the direct head if the student has one, else by autograd.
+            compute_stress: stress by the direct head if present, else by autograd (periodic).
+
+        Returns:
+            ``energy`` [G] eV, ``node_energy`` [N] eV, ``node_feats`` [N, D], and as asked
+            ``forces`` [N, 3] eV/Å, ``stress`` [G, 3, 3] eV/Å³, ``confidence_logits``
+            [N, n_bins].
+        """
+        data = dict(graph)
+        data["positions"] = graph["positions"].detach()  # mace sets requires_grad on this tensor
+        out = self.backbone(
+            data,
+            training=training,
+            compute_force=compute_force and self.force_head is None,
+            compute_stress=compute_stress and self.stress_head is None,
+        )
+        node_feats = out["node_feats"]
+        n_graphs = int(graph["ptr"].numel()) - 1
+        result = {
+            "energy": out["energy"],
+            "node_energy": out["node_energy"],
+            "node_feats": node_feats,
+        }
+        if compute_force:
+            result["forces"] = (
+                out["forces"]
+                if self.force_head is None
+                else self.force_head(node_feats, graph["batch"], n_graphs)
+            )
+        if compute_stress:
+            result["stress"] = (
+                out["stress"]
+                if self.stress_head is None
+                else self.stress_head(node_feats, graph["batch"], graph["cell"], n_graphs)
+            )
+        if self.confidence is not None:
+            result["confidence_logits"] = self.confidence(node_feats)
+        return result
+
+
+def build_student(config: StudentConfig | dict[str, Any]) -> Student:
+    """A freshly initialised :class:`Student` (a dict is read with ``StudentConfig.from_dict``)."""
+    if isinstance(config, dict):
+        config = StudentConfig.from_dict(config)
+    return Student(config)
+
+
+def save_student(
+    path: str | Path,
+    student: Student,
+    provenance: dict[str, Any],
+    *,
+    transforms_applied: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write ``student`` as a weights-only macelerate checkpoint (``macelerate.Student``)."""
+    model_config = {
+        "model_class": MODEL_CLASS,
+        # the dtype the weights have now, even if the student was moved with .to(dtype)
+        "student": {**student.config.to_dict(), "dtype": str(student.dtype).removeprefix("torch.")},
+        "backbone": describe_mace_model(student.backbone),  # reads through a smooth-cap wrapper
+    }
+    return save_checkpoint(
+        path, model_config=model_config, state_dict=student.state_dict(),
+        provenance=provenance, transforms_applied=transforms_applied,
+    )  # fmt: skip
+
+
+def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
+    """Rebuild a :class:`Student` from a loaded (weights-only) checkpoint dictionary."""
+    payload = upgrade_checkpoint(payload, source=source)
+    model_config = payload["model_config"]
+    if model_config.get("model_class") != MODEL_CLASS:
+        raise ModelFileError(
+            f"{source} holds a {model_config.get('model_class')!r}, not a student; load it with "
+            "macelerate.load"
+        )
+    config = StudentConfig.from_dict(model_config["student"])
+    student = Student(config, backbone_config=model_config["backbone"])
+    result = student.load_state_dict(payload["state_dict"], strict=False)
+    missing = [key for key in result.missing_keys if not key.endswith("_zeroed")]
+    if missing or result.unexpected_keys:
+        raise ModelFileError(
+            f"{source}: weights do not fit the student config: missing {missing[:5]}, "
+            f"unexpected {list(result.unexpected_keys)[:5]}"
+        )
+    return student.eval()
+
+
+def load_student(path: str | Path) -> Student:
+    """Read a student checkpoint written by :func:`save_student` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"student checkpoint {path} does not exist")
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ModelFileError(
+            f"{path} is not a weights-only macelerate checkpoint ({error})"
+        ) from error
+    if not is_checkpoint(payload):
+        raise ModelFileError(f"{path} is not a macelerate checkpoint")
+    return student_from_checkpoint(payload, source=str(path))
+
+
+def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.nn.Module:
+    """The student as a plain mace-torch ``ScaleShiftMACE`` (for LAMMPS and mace-torch tools).
+
+    The confidence head is left out (it changes no energy or force). Parts mace-torch cannot
+    represent are an error: direct force/stress heads and the smooth cap. A hard-capped student
+    exports only with ``allow_uncapped=True``: mace-torch tools build uncapped graphs, so results
+    differ wherever an atom has more than k neighbours.
+
+    Raises:
+        StudentError: the student has parts a plain mace-torch model cannot hold.
+    """
+    config = student.config
+    named = {
+        "a direct force head": config.direct_forces,
+        "a direct stress head": config.direct_stress,
+        "a smooth neighbour cap": config.smooth_cap,
+    }
+    parts = [name for name, present in named.items() if present]
+    if parts:
+        raise StudentError(
+            f"cannot export this student as a plain mace-torch model: it has {', '.join(parts)}; "
+            "train a conservative student (direct_forces=False, direct_stress=False, "
+            "smooth_cap=False) to export it"
+        )
+    if config.max_neighbors is not None and not allow_uncapped:
+        raise StudentError(
+            f"this student was trained on graphs capped at {config.max_neighbors} neighbours, "
+            "which mace-torch tools do not build; pass allow_uncapped=True to export anyway"
+        )
+    with quiet_model_construction():
+        backbone = copy.deepcopy(student.backbone)
+    return backbone.eval()
