@@ -273,7 +273,8 @@ class Student(torch.nn.Module):
             [N, n_bins].
         """
         data = dict(graph)
-        data["positions"] = graph["positions"].detach()  # mace sets requires_grad on this tensor
+        positions = graph["positions"]  # a caller differentiating through positions keeps them
+        data["positions"] = positions if positions.requires_grad else positions.detach()
         out = self.backbone(
             data,
             training=training,
