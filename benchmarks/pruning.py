@@ -1,4 +1,4 @@
-"""Structural pruning on real data (issue 6): prune, recover, and compare with training from scratch.
+"""Structural pruning on real data (issue 6): prune, recover, compare with training from scratch.
 
 ``--dataset go``: GO-MACE (GO_10pct, 128x0e, max_ell 3, correlation 3) pruned to 64 and 32 channels
 and to max_ell 2 and 1; parameters, multiply-adds, time per step in this process, energy/force
@@ -56,7 +56,10 @@ def step_ms(model: torch.nn.Module, atoms, *, dtype: str) -> float:
 
 def accuracy(model, structures, keys) -> dict:
     report = evaluate(load(model, dtype="float64"), structures, keys=keys, source="test")
-    return {"energy_rmse_meV_per_atom": report.energy_rmse, "force_rmse_meV_per_A": report.force_rmse}
+    return {
+        "energy_rmse_meV_per_atom": report.energy_rmse,
+        "force_rmse_meV_per_A": report.force_rmse,
+    }
 
 
 def fit(model, structures, keys, *, steps: int, lr: float, batch_size: int, seed: int, name: str):
@@ -129,7 +132,7 @@ def acac_data(args):
     big = build_mace_model(config)
     trained, seconds = fit(big, train_set, ACAC_KEYS, steps=args.acac_teacher_steps, lr=args.lr,
                            batch_size=args.batch_size, seed=args.seed, name="acac_big")  # fmt: skip
-    print("acac large model", accuracy(trained, test_set, ACAC_KEYS), f"{seconds:.0f} s", flush=True)
+    print("acac large model", accuracy(trained, test_set, ACAC_KEYS), f"{seconds:.0f} s")
     return copy.deepcopy(trained), (train_set, test_set, ACAC_KEYS, train_set[:16], test_set[0])
 
 
@@ -146,6 +149,7 @@ def main() -> None:
     parser.add_argument("--no-scratch", dest="scratch", action="store_false")
     parser.add_argument("--no-controls", dest="controls", action="store_false")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--acac-channels", type=int, default=32)
     parser.add_argument("--acac-teacher-steps", type=int, default=1000)
     args = parser.parse_args()
@@ -168,7 +172,7 @@ def main() -> None:
         rows.append(run_variant(original, channels, max_ell, max_L, data, args=args))
         payload = {"environment": environment(), "settings": vars(args), "original": base,
                    "variants": rows}  # fmt: skip
-        write_result(f"pruning_{args.dataset}", payload)  # after every variant
+        write_result(f"pruning_{args.dataset}{args.tag}", payload)  # after every variant
 
 
 if __name__ == "__main__":

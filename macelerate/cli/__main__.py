@@ -7,10 +7,22 @@ import sys
 from collections.abc import Sequence
 
 from macelerate._version import __version__
-from macelerate.cli import bench, check, convert, demo, evaluate, info, md, report, train
+from macelerate.cli import (
+    bench,
+    check,
+    convert,
+    demo,
+    distill,
+    evaluate,
+    info,
+    md,
+    prune,
+    report,
+    train,
+)
 from macelerate.errors import MacelerateError
 
-SUBCOMMANDS = (info, evaluate, check, md, convert, demo, report, bench, train)
+SUBCOMMANDS = (info, evaluate, check, md, convert, demo, report, bench, train, distill, prune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,81 @@
+"""``macelerate prune`` and ``macelerate distill`` end to end on tiny models and files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from ase.io import write
+
+from macelerate import load
+from macelerate.cli.__main__ import main
+from macelerate.testing import tiny_mace
+
+
+def _labelled(tmp_path, model, structures):
+    potential = load(model)
+    labelled = []
+    for atoms in structures:
+        atoms = atoms.copy()
+        prediction = potential.predict(atoms, compute_stress=False)
+        atoms.info["REF_energy"] = float(prediction.energy[0])
+        atoms.arrays["REF_forces"] = prediction.forces
+        labelled.append(atoms)
+    path = tmp_path / "data.xyz"
+    write(path, labelled)
+    return path
+
+
+def test_prune_with_recovery_writes_a_smaller_plain_mace_model(tmp_path, ethanol):
+    model = tiny_mace([1, 6, 8], channels=8, max_L=1, max_ell=2)
+    model_file = tmp_path / "big.model"
+    torch.save(model, model_file)
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(6):
+        frame = ethanol.copy()
+        frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
+        frames.append(frame)
+    data = _labelled(tmp_path, model, frames)
+    out, mace_file, report = tmp_path / "small.pt", tmp_path / "small.model", tmp_path / "r.json"
+    args = ["prune", str(model_file), "--channels", "4", "--max-ell", "1", "--calibration",
+            str(data), "--energy-key", "REF_energy", "--forces-key", "REF_forces", "--out",
+            str(out), "--mace-model", str(mace_file), "--finetune", str(data), "--max-steps", "2",
+            "--epochs", "1", "--test", str(data), "--no-progress", "--json", str(report),
+            "--dtype", "float64"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(report.read_text())
+    assert summary["prune"]["parameters_after"] < summary["prune"]["parameters_before"]
+    assert summary["original_test"]["force_rmse"] < 1e-3  # labels are its own (text precision)
+    assert summary["recovery"]["steps"] == 2 and "recovered_test" in summary
+    pruned = load(out, allow_pickle=False)
+    assert pruned.source.transforms_applied[-1]["transform"] == "recovery"
+    from macelerate._mace import import_mace
+
+    import_mace()
+    from mace.calculators import MACECalculator
+
+    ethanol.calc = MACECalculator(model_paths=str(mace_file), device="cpu", default_dtype="float64")
+    np.testing.assert_allclose(ethanol.get_forces(), pruned.predict(ethanol).forces, atol=1e-8)
+
+
+def test_distill_writes_a_student_the_calculator_runs(tmp_path, ethanol):
+    teacher = tiny_mace([1, 6, 8], channels=8)
+    teacher_file = tmp_path / "teacher.model"
+    torch.save(teacher, teacher_file)
+    data = tmp_path / "pool.xyz"
+    write(data, [ethanol] * 4)
+    out, report = tmp_path / "student.pt", tmp_path / "d.json"
+    args = ["distill", str(teacher_file), "--data", str(data), "--out", str(out), "--channels",
+            "4", "--max-neighbors", "6", "--confidence-head", "--epochs", "1", "--max-steps", "2",
+            "--no-progress", "--json", str(report), "--dtype", "float64"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads(report.read_text())["student"]["max_neighbors"] == 6
+    student = load(out, allow_pickle=False)
+    assert student.source.transforms_applied[0]["transform"] == "distill"
+    from macelerate import Calculator
+
+    ethanol.calc = Calculator(student)
+    assert np.isfinite(ethanol.get_forces()).all()
+    assert ethanol.calc.get_property("force_confidence", ethanol).shape == (len(ethanol),)
