@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from macelerate.cli.common import add_model_options, write_json
+from macelerate.cli.common import add_model_options, load_from_args, write_json
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -190,10 +190,9 @@ def _print_summary(report: Any, out: str) -> None:
 
 def run_label(args: argparse.Namespace) -> int:
     from macelerate.data.labels import read_structures
-    from macelerate.models.loading import load
     from macelerate.train.teacher import label_structures, sample_structures, write_structures
 
-    teacher = load(args.model, device=args.device, dtype=args.dtype, head=args.head)
+    teacher = load_from_args(args)
     if args.structures:
         structures = read_structures(args.structures)
     else:
