@@ -4,17 +4,27 @@ Channel spaces. The channels of a MACE are not one index shared by the whole net
 equivariant linear layer (``o3.Linear``, the skip ``FullyConnectedTensorProduct``) mixes channels
 freely, so a channel index only means something between two such mixers. Between them sit
 channel-wise maps (the ``uvu`` edge tensor product, the per-channel symmetric contraction), which
-carry a channel through unchanged. That gives ``3 * num_interactions + 1`` independent spaces:
+carry a channel through unchanged. That gives ``3 * num_interactions + 1`` independent spaces,
+plus one per non-residual block:
 
 * ``node.t`` (t = 0..T): node features entering interaction t (``node.0``: the embedding;
   ``node.T``: the last layer's scalars). Written by ``node_embedding`` (t = 0) or by
-  ``products[t-1].linear`` and ``interactions[t-1].skip_tp``; read by ``interactions[t]``
-  (``linear_up``, ``skip_tp``) and ``readouts[t-1]``.
+  ``products[t-1].linear`` and, for a residual block t-1, ``interactions[t-1].skip_tp``; read by
+  ``interactions[t]`` (``linear_up``, and ``skip_tp`` if residual) and ``readouts[t-1]``.
 * ``edge.t``: ``interactions[t].linear_up`` output = the channels of the edge tensor product
   ``conv_tp`` (each path's radial weights per channel) = the input channels of
   ``interactions[t].linear``.
-* ``message.t``: ``interactions[t].linear`` output = the symmetric contraction's channels
-  (``products[t]``, weights ``[elements, params, channels]``) = ``products[t].linear``'s input.
+* ``selector.t``, only for a non-residual ``RealAgnosticInteractionBlock`` t (mace-torch's
+  default first block), which applies its ``skip_tp`` (the "selector", a fully connected tensor
+  product with the element one-hot) to the message instead of to the node features:
+  ``interactions[t].linear`` output = ``skip_tp``'s first input. ``skip_tp`` mixes channels
+  (``uvw``, weights ``[in, elements, out]`` per L), so its input and output are separate spaces,
+  exactly like the two sides of a linear; sharing one set would be exact too, but needlessly
+  constrained. The block returns no residual (``sc = None``), so ``node.t+1`` is written by
+  ``products[t].linear`` alone.
+* ``message.t``: the product's input = the symmetric contraction's channels (``products[t]``,
+  weights ``[elements, params, channels]``) = ``products[t].linear``'s input. Written by
+  ``interactions[t].linear`` (residual block) or ``interactions[t].skip_tp`` (non-residual).
 
 A channel block of a space spans every L of that channel (the symmetric contraction couples all L
 of one channel). Each space keeps its OWN set of channels (same count in every space, which
@@ -46,7 +56,8 @@ from macelerate.graph.batch import build_graph
 from macelerate.models.config import build_mace_model, describe_mace_model
 
 Method = Literal["taylor", "magnitude", "random"]
-SUPPORTED_INTERACTION = "RealAgnosticResidualInteractionBlock"
+SUPPORTED_INTERACTIONS = ("RealAgnosticResidualInteractionBlock", "RealAgnosticInteractionBlock")
+"""Interaction classes the block surgery covers, at any position (see ``selects_message``)."""
 DERIVED_STATE = ("output_mask", "_w3j", "U_matrix_", "_zeroed", "coefficients_")
 """Buffers a mace/e3nn module derives from its irreps; a rebuilt module computes its own."""
 
@@ -59,7 +70,7 @@ def plain_mace_model(model_or_potential: Any) -> torch.nn.Module:
     unfused copy is rebuilt from its config and weights). Callers never modify the result.
 
     Raises:
-        ModelFileError: not a ScaleShiftMACE with ``RealAgnosticResidualInteractionBlock``
+        ModelFileError: not a ScaleShiftMACE with :data:`SUPPORTED_INTERACTIONS`
             interactions, one head, no edge irreps, embeddings or agnostic products, or a
             Potential with a precision policy.
     """
@@ -88,8 +99,11 @@ def check_prunable(config: dict[str, Any]) -> None:
     problems = [
         f"{key}={config.get(key)!r}"
         for key, ok in (
-            ("interaction_cls", config.get("interaction_cls") == SUPPORTED_INTERACTION),
-            ("interaction_cls_first", config.get("interaction_cls_first") == SUPPORTED_INTERACTION),
+            ("interaction_cls", config.get("interaction_cls") in SUPPORTED_INTERACTIONS),
+            (
+                "interaction_cls_first",
+                config.get("interaction_cls_first") in SUPPORTED_INTERACTIONS,
+            ),
             ("heads", len(config.get("heads") or ["default"]) == 1),
             ("edge_irreps", config.get("edge_irreps") is None),
             ("embedding_specs", config.get("embedding_specs") is None),
@@ -101,7 +115,7 @@ def check_prunable(config: dict[str, Any]) -> None:
     if problems:
         raise ModelFileError(
             f"cannot prune this MACE ({', '.join(problems)}): pruning supports single-head "
-            f"ScaleShiftMACE models with {SUPPORTED_INTERACTION} interactions"
+            f"ScaleShiftMACE models with {' or '.join(SUPPORTED_INTERACTIONS)} interactions"
         )
 
 
@@ -113,7 +127,8 @@ class ImportanceScores:
         method: ``"taylor"``, ``"magnitude"`` or ``"random"``.
         labels: ``"labels"`` (reference labels), ``"model"`` (the model's own predictions) or
             ``"none"`` (methods that read no data).
-        spaces: irreps string of every channel space.
+        spaces: irreps string of every channel space (``node.t``, ``edge.t``, ``selector.t``,
+            ``message.t``).
         channel_scores: per space, [channels] scores (a channel block spans all its L).
         degree_scores: per space, score per L (``message.t``: per ell, including the radial
             weights of edge-tensor-product paths on edge attributes of that ell).

@@ -288,14 +288,29 @@ def basis_map(u_restricted: torch.Tensor, u_new: torch.Tensor) -> tuple[torch.Te
 
 # --- the channel spaces of a mace-torch MACE (see macelerate.compress.importance) ---
 
+SELECTOR_INTERACTIONS = ("RealAgnosticInteractionBlock",)
+"""Interaction blocks whose ``skip_tp`` maps the message (``linear`` output x element one-hot)
+to the product's input, instead of mapping the node features to the next layer (residual)."""
+
+
+def selects_message(block: torch.nn.Module) -> bool:
+    """Whether ``block.skip_tp`` acts on the message (:data:`SELECTOR_INTERACTIONS`); then the
+    block has a ``selector.t`` channel space and no residual into ``node.t+1``."""
+    return type(block).__name__ in SELECTOR_INTERACTIONS
+
 
 def channel_spaces(model: torch.nn.Module) -> dict[str, tuple[Irrep, ...]]:
     """Irreps of every channel space of a plain MACE, by name (``node.t``, ``edge.t``,
-    ``message.t``; see :mod:`macelerate.compress.importance`)."""
+    ``selector.t`` for :func:`selects_message` blocks, ``message.t``; see
+    :mod:`macelerate.compress.importance`)."""
     spaces = {"node.0": irreps_entries(model.node_embedding.linear.irreps_out)}
     for t, (block, product) in enumerate(zip(model.interactions, model.products)):
+        selector = selects_message(block)
         spaces[f"edge.{t}"] = irreps_entries(block.linear_up.irreps_out)
-        spaces[f"message.{t}"] = irreps_entries(block.linear.irreps_out)
+        if selector:
+            spaces[f"selector.{t}"] = irreps_entries(block.linear.irreps_out)
+        writer = block.skip_tp if selector else block.linear  # of the product's input
+        spaces[f"message.{t}"] = irreps_entries(writer.irreps_out)
         spaces[f"node.{t + 1}"] = irreps_entries(product.linear.irreps_out)
     return spaces
 
@@ -339,12 +354,14 @@ def weight_slices(model: torch.nn.Module) -> list[WeightSlice]:
         node, edge, msg, out = f"node.{t}", f"edge.{t}", f"message.{t}", f"node.{t + 1}"
         pre = f"interactions.{t}"
         up, lin, skip = block.linear_up, block.linear, block.skip_tp
+        mixed = f"selector.{t}" if selects_message(block) else msg  # linear's output space
         slices += _e3nn_slices(
             f"{pre}.linear_up", up, {0: node, 1: edge}, [up.irreps_in, up.irreps_out]
         )
-        slices += _e3nn_slices(f"{pre}.linear", lin, {0: edge, 1: msg}, [None, lin.irreps_out])
+        slices += _e3nn_slices(f"{pre}.linear", lin, {0: edge, 1: mixed}, [None, lin.irreps_out])
+        skip_ops = {0: mixed, 2: msg} if selects_message(block) else {0: node, 2: out}
         slices += _e3nn_slices(
-            f"{pre}.skip_tp", skip, {0: node, 2: out}, [skip.irreps_in1, None, skip.irreps_out]
+            f"{pre}.skip_tp", skip, skip_ops, [skip.irreps_in1, None, skip.irreps_out]
         )
         paths = paths_from_e3nn(block.conv_tp)
         rows = block.conv_tp_weights.hs[-2]

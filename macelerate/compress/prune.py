@@ -49,6 +49,7 @@ from macelerate.compress.irreps_slicing import (
     restrict_u,
     select_by_ir,
     select_tp_outputs,
+    selects_message,
 )
 from macelerate.data.labels import LabelKeys
 from macelerate.errors import ModelFileError
@@ -61,9 +62,9 @@ class PrunePlan:
 
     Attributes:
         channels: channels kept in every space (mace-torch needs one channel count).
-        kept: per channel space (``node.t``, ``edge.t``, ``message.t``, see
-            :mod:`~macelerate.compress.importance`), the sorted kept channel indices. Every space
-            keeps its own set.
+        kept: per channel space (``node.t``, ``edge.t``, ``selector.t`` of non-residual
+            blocks, ``message.t``, see :mod:`~macelerate.compress.importance`), the sorted kept
+            channel indices. Every space keeps its own set.
         max_L: largest L of the pruned hidden features.
         max_ell: largest spherical-harmonic order of the pruned edge attributes.
         removed: human-readable removed blocks.
@@ -167,9 +168,11 @@ def estimate_macs(model: torch.nn.Module) -> tuple[int, int]:
     """Dense multiply-add estimate ``(per edge, per atom)`` of one energy evaluation of a MACE.
 
     Per edge: the radial MLPs and edge tensor products (Clebsch-Gordan contraction plus
-    weighting, per path). Per atom: embedding, ``linear_up``, ``linear``, skip tensor product,
-    symmetric contractions, product linears and readouts. Backward passes (forces) cost about
-    twice as much again; spherical harmonics and the radial basis are not counted.
+    weighting, per path). Per atom: embedding, ``linear_up``, ``linear``, skip tensor product
+    (node features x elements -> next node features in residual blocks; message x elements ->
+    message in ``RealAgnosticInteractionBlock``), symmetric contractions, product linears and
+    readouts. Backward passes (forces) cost about twice as much again; spherical harmonics and
+    the radial basis are not counted.
     """
     model = plain_mace_model(model)  # unfused: conv_tp instructions are needed
 
@@ -238,25 +241,30 @@ def _same(old_irreps, new_irreps, kept=None):
 
 
 def _interaction_state(old, new, t: int, sel: dict, attrs) -> dict[str, torch.Tensor]:
-    """Weights of ``interactions[t]``: linear_up, radial MLP output layer, linear, skip_tp."""
+    """Weights of ``interactions[t]``: linear_up, radial MLP output layer, linear, skip_tp
+    (``node.t`` x elements -> ``node.t+1`` if residual, ``selector.t`` x elements ->
+    ``message.t`` if :func:`~macelerate.compress.irreps_slicing.selects_message`)."""
     pre, node, edge, msg = (
         f"interactions.{t}",
         sel[f"node.{t}"],
         sel[f"edge.{t}"],
         sel[f"message.{t}"],
     )
+    if selects_message(old):
+        mixed, skip = sel[f"selector.{t}"], [sel[f"selector.{t}"], attrs, msg]
+    else:
+        mixed, skip = msg, [node, attrs, sel[f"node.{t + 1}"]]
     tp_old, tp_new = old.conv_tp, new.conv_tp
     sh = _same(tp_old.irreps_in2, tp_new.irreps_in2)
     old_paths, new_paths = paths_from_e3nn(tp_old), paths_from_e3nn(tp_new)
     mid_old, mid_new = irreps_entries(tp_old.irreps_out), irreps_entries(tp_new.irreps_out)
     mid = select_tp_outputs(old_paths, new_paths, mid_old, mid_new, [edge, sh])
     last = f"{pre}.conv_tp_weights.layer{len(new.conv_tp_weights.hs) - 2}.weight"
-    out = sel[f"node.{t + 1}"]
     return {
         f"{pre}.linear_up.weight": _sliced(old.linear_up, new.linear_up, [node, edge]),
         last: _sliced(tp_old, tp_new, [edge, sh, mid], weight=old.conv_tp_weights[-1].weight),
-        f"{pre}.linear.weight": _sliced(old.linear, new.linear, [mid, msg]),
-        f"{pre}.skip_tp.weight": _sliced(old.skip_tp, new.skip_tp, [node, attrs, out]),
+        f"{pre}.linear.weight": _sliced(old.linear, new.linear, [mid, mixed]),
+        f"{pre}.skip_tp.weight": _sliced(old.skip_tp, new.skip_tp, skip),
     }
 
 

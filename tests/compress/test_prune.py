@@ -28,6 +28,7 @@ from macelerate.compress.irreps_slicing import (
     paths_from_e3nn,
     select_by_ir,
     select_tp_outputs,
+    selects_message,
 )
 from macelerate.data.labels import LabelKeys
 from macelerate.errors import ModelFileError
@@ -96,6 +97,14 @@ def _zero_writers(module, plan: PrunePlan, space: str, max_l: int | None = None)
             view.zero_()
 
 
+def _writes(model, t: int) -> dict[str, str]:
+    """Channel space ``interactions[t].linear`` / ``.skip_tp`` write (skip_tp after the message
+    in a non-residual RealAgnosticInteractionBlock, into the next layer in a residual one)."""
+    if selects_message(model.interactions[t]):
+        return {"linear": f"selector.{t}", "skip_tp": f"message.{t}"}
+    return {"linear": f"message.{t}", "skip_tp": f"node.{t + 1}"}
+
+
 def _zeroed_reference(model, plan: PrunePlan) -> torch.nn.Module:
     """The original with every weight WRITING a removed block set to zero (e3nn weight views)."""
     with quiet_model_construction():
@@ -104,10 +113,12 @@ def _zeroed_reference(model, plan: PrunePlan) -> torch.nn.Module:
     with torch.no_grad():
         _zero_writers(ref.node_embedding.linear, plan, "node.0")
         for t, (block, product) in enumerate(zip(ref.interactions, ref.products)):
+            writes = _writes(ref, t)
             _zero_writers(block.linear_up, plan, f"edge.{t}")
-            _zero_writers(block.linear, plan, f"message.{t}", plan.max_ell)
+            _zero_writers(block.linear, plan, writes["linear"], plan.max_ell)
             max_l = plan.max_L if t < last else None
-            _zero_writers(block.skip_tp, plan, f"node.{t + 1}", max_l)
+            skip_max = plan.max_ell if selects_message(block) else max_l
+            _zero_writers(block.skip_tp, plan, writes["skip_tp"], skip_max)
             _zero_writers(product.linear, plan, f"node.{t + 1}", max_l)
             for ins, view in _views(block.conv_tp, block.conv_tp_weights[-1].weight):
                 if block.conv_tp.irreps_in2[ins.i_in2].ir.l > plan.max_ell:
@@ -168,11 +179,12 @@ def _check_block_by_block(model, pruned, plan) -> None:
         parts = name.split(".")
         old_m, new_m = model.get_submodule(name), pruned.get_submodule(name)
         t = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        writes = _writes(model, t)
         space = {
             "node_embedding.linear": "node.0",
             f"interactions.{t}.linear_up": f"edge.{t}",
-            f"interactions.{t}.linear": f"message.{t}",
-            f"interactions.{t}.skip_tp": f"node.{t + 1}",
+            f"interactions.{t}.linear": writes["linear"],
+            f"interactions.{t}.skip_tp": writes["skip_tp"],
             f"products.{t}.symmetric_contractions": f"message.{t}",
             f"products.{t}.linear": f"node.{t + 1}",
         }.get(name)
@@ -307,8 +319,10 @@ def test_plan_pruning_picks_top_scores(small):
 
 
 def test_unsupported_models_are_refused():
-    config = tiny_mace_config(Z) | {"interaction_cls_first": "RealAgnosticInteractionBlock"}
+    config = tiny_mace_config(Z) | {"interaction_cls_first": "RealAgnosticDensityInteractionBlock"}
     with pytest.raises(ModelFileError, match="interaction_cls_first"):
         check_prunable(config)
+    with pytest.raises(ModelFileError, match="heads"):
+        check_prunable(tiny_mace_config(Z) | {"heads": ["a", "b"]})
     with pytest.raises(ValueError, match="taylor importance needs calibration"):
         prune(torch.nn.Linear(1, 1), channels=1)
