@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -39,6 +40,7 @@ from macelerate.train.data import (
     model_graph_options,
     read_labels,
 )
+from macelerate.train.distributed import DataParallel, data_parallel_from_env, local_device
 from macelerate.train.ema import ExponentialMovingAverage
 from macelerate.train.export import fuse_all, load_trained_weights, unfused_template
 from macelerate.train.losses import LossWeights, compute_loss
@@ -194,10 +196,13 @@ class _Run:
         train_data: LabelledData,
         val_data: LabelledData | None,
         config: TrainConfig,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.model, self.train_data, self.val_data, self.config = (
             model, train_data, val_data, config,
         )  # fmt: skip
+        self.parallel = parallel or DataParallel()
+        self.parallel.broadcast_parameters(model)
         self.device = next(model.parameters()).device
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
@@ -235,6 +240,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         terms = batch_loss(self.model, batch, self.config.loss)
         terms["total"].backward()
+        self.parallel.average_gradients(self.params)
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
@@ -308,7 +314,7 @@ class _Run:
         self.epoch_sums = dict(state["epoch_sums"])
 
     def save(self) -> None:
-        if self.config.checkpoint_path:
+        if self.config.checkpoint_path and self.parallel.is_main:
             save_train_state(self.config.checkpoint_path, self.state())
 
     def run(self) -> bool:
@@ -318,7 +324,8 @@ class _Run:
         if config.max_steps is not None:
             limit = min(limit, config.max_steps)
         bar = tqdm(
-            total=self.total_steps, initial=self.step, disable=not config.progress,
+            total=self.total_steps, initial=self.step,
+            disable=not (config.progress and self.parallel.is_main),
             unit="step", desc="train",
         )  # fmt: skip
         orders: dict[int, list[int]] = {}
@@ -328,12 +335,13 @@ class _Run:
                 orders[epoch] = self.epoch_order(epoch)
             order = orders[epoch]
             chunk = order[position * config.batch_size : (position + 1) * config.batch_size]
-            values = self.optimisation_step(self.train_data.batch(chunk, device=self.device))
+            share = self.parallel.share(chunk)
+            values = self.optimisation_step(self.train_data.batch(share, device=self.device))
             bar.update(1)
             bar.set_postfix(loss=f"{values['total']:.4g}", epoch=epoch + 1)
             if self.step % self.steps_per_epoch == 0:
                 record = self.end_epoch(epoch)
-                if config.progress:
+                if config.progress and self.parallel.is_main:
                     bar.write(_epoch_line(record))
                 self.save()
             elif config.checkpoint_every and self.step % config.checkpoint_every == 0:
@@ -400,6 +408,8 @@ def train(
         TrainStateError: ``resume`` with a state file from other settings or data.
     """
     config = config or TrainConfig()
+    if local_device(config.device) != config.device:  # torchrun: one GPU per local rank
+        config = replace(config, device=local_device(config.device))
     keys = keys or LabelKeys()
     started = time.perf_counter()
     template = unfused_template(model).to(device=config.device, dtype=DTYPES[config.dtype])
@@ -415,7 +425,8 @@ def train(
             trainee, val_structures, keys=keys, teacher=teacher, config=config,
             source="validation structures",
         )  # fmt: skip
-    run = _Run(trainee, train_data, val_data, config)
+    parallel = data_parallel_from_env(device=config.device, batch_size=config.batch_size)
+    run = _Run(trainee, train_data, val_data, config, parallel)
     resumed_from = None
     if config.resume:
         state = load_train_state(config.checkpoint_path)
