@@ -74,12 +74,27 @@ def smooth_twin(student: Student) -> Student:
     return twin.to(student.dtype)
 
 
-def continuity(student: Student, atoms) -> dict:
-    rows = {}
+def swap_path(atoms, *, atom: int, k: int) -> tuple[np.ndarray, float]:
+    """Direction and span that move ``atom`` towards its (k+1)-th neighbour past its k-th."""
+    vectors = atoms.get_distances(atom, range(len(atoms)), mic=True, vector=True)
+    distances = np.linalg.norm(vectors, axis=1)
+    order = np.argsort(distances)[1:]  # skip the atom itself
+    kth, next_one = order[k - 1], order[k]
+    gap = distances[next_one] - distances[kth]
+    return vectors[next_one] / distances[next_one], 2.0 * gap + 0.02
+
+
+def continuity(student: Student, atoms, *, atom: int = 5) -> dict:
+    """Jumps along a path on which the k-th and (k+1)-th neighbours of ``atom`` swap."""
+    direction, span = swap_path(atoms, atom=atom, k=student.config.max_neighbors)
+    rows: dict = {"atom": atom, "span_A": span}
     for name, model in (("hard", student), ("smooth", smooth_twin(student))):
         potential = load(model, dtype="float64")
         for points in (51, 201):
-            result = check_smoothness(potential, atoms, atom=5, span=0.5, n_points=points)
+            result = check_smoothness(
+                potential, atoms, atom=atom, direction=direction, start=0.0, span=span,
+                n_points=points,
+            )  # fmt: skip
             rows[f"{name}_{points}"] = {
                 "step_A": result.step,
                 "max_force_jump_eV_per_A": result.max_force_jump,
@@ -99,15 +114,33 @@ def main() -> None:
     parser.add_argument("--nve-steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--continuity-only", action="store_true")
+    parser.add_argument("--speed-only", type=int, default=0, metavar="REPEATS",
+                        help="only time teacher and students, REPEATS times")  # fmt: skip
     args = parser.parse_args()
     require_shared_data()
     torch.set_num_threads(args.threads)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
     test = read_structures(args.test)
+    if args.continuity_only:
+        student = next(s for s in map(load_student, args.students) if s.config.max_neighbors)
+        result = continuity(student.double(), test[0])
+        print(result)
+        write_result("students_continuity", {"environment": environment(), "student":
+                     args.students[0], "cap_continuity": result})  # fmt: skip
+        return
     timing_atoms = min(test, key=lambda a: abs(len(a) - 250))
     paths = {"teacher": args.teacher, **{Path(s).stem: s for s in args.students}}
     fast = {name: load(path, dtype="float32") for name, path in paths.items()}
     speed = interleaved_ms(fast, timing_atoms, rounds=args.rounds)
+    if args.speed_only:
+        repeats = [speed] + [interleaved_ms(fast, timing_atoms, rounds=args.rounds)
+                             for _ in range(args.speed_only - 1)]  # fmt: skip
+        for ms in repeats:
+            print({k: round(v, 1) for k, v in ms.items()}, flush=True)
+        write_result("students_speed", {"environment": environment(), "n_atoms":
+                     len(timing_atoms), "rounds": args.rounds, "repeats_ms": repeats})  # fmt: skip
+        return
     rows = {}
     for name, path in paths.items():
         potential = load(path, dtype="float64")
