@@ -204,6 +204,30 @@ def _check_block_by_block(model, pruned, plan) -> None:
         torch.testing.assert_close(f1, f2, rtol=0, atol=1e-10)
 
 
+
+def assert_exactly_equivariant(pruned: torch.nn.Module) -> None:
+    """Energies invariant and forces equivariant under a random rotation, to 1e-11 (float64)."""
+    rotation = rotation_matrix(np.random.default_rng(0))
+    (e0, f0), (e1, f1) = (
+        _evaluate(pruned, _structures()),
+        _evaluate(pruned, _structures(), rotation),
+    )
+    assert float((e1 - e0).abs().max()) < 1e-11
+    assert float((f1 - f0 @ torch.as_tensor(rotation).T).abs().max()) < 1e-11
+
+
+def assert_same_in_mace_calculator(pruned: torch.nn.Module, path, atoms) -> None:
+    """``pruned`` saved as a mace .model gives the same E and F in mace's own calculator."""
+    from mace.calculators import MACECalculator
+
+    torch.save(pruned, path)
+    with quiet_model_construction():
+        calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
+    atoms.calc = calc
+    energy, forces = _evaluate(pruned, atoms)
+    assert abs(atoms.get_potential_energy() - float(energy[0])) < 1e-9
+    np.testing.assert_allclose(atoms.get_forces(), forces.numpy(), atol=1e-9)
+
 def test_identity_plan_reproduces_the_model(small):
     pruned, report = apply_plan(small, uniform_plan(small, range(8)))
     (e0, f0), (e1, f1) = _evaluate(small, _structures()), _evaluate(pruned, _structures())
@@ -242,30 +266,15 @@ def test_degree_pruning_equals_zeroed_reference(wide, max_L, max_ell):
 
 def test_pruned_model_is_exactly_equivariant(wide):
     pruned, _ = apply_plan(wide, _random_plan(wide, channels=4, seed=2, max_L=1, max_ell=2))
-    rotation = rotation_matrix(np.random.default_rng(0))
-    (e0, f0), (e1, f1) = (
-        _evaluate(pruned, _structures()),
-        _evaluate(pruned, _structures(), rotation),
-    )
-    assert float((e1 - e0).abs().max()) < 1e-11
-    assert float((f1 - f0 @ torch.as_tensor(rotation).T).abs().max()) < 1e-11
+    assert_exactly_equivariant(pruned)
 
 
 def test_pruned_model_is_a_plain_mace_model_for_mace_calculator(small, tmp_path):
-    from mace.calculators import MACECalculator
     from mace.modules import ScaleShiftMACE
 
     pruned, _ = apply_plan(small, _random_plan(small, channels=3, seed=3, max_ell=1))
     assert type(pruned) is ScaleShiftMACE
-    path = tmp_path / "pruned.model"
-    torch.save(pruned, path)
-    with quiet_model_construction():
-        calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
-    atoms = _structures()[0]
-    atoms.calc = calc
-    energy, forces = _evaluate(pruned, atoms)
-    assert abs(atoms.get_potential_energy() - float(energy[0])) < 1e-9
-    np.testing.assert_allclose(atoms.get_forces(), forces.numpy(), atol=1e-9)
+    assert_same_in_mace_calculator(pruned, tmp_path / "pruned.model", _structures()[0])
 
 
 def test_inputs_are_not_mutated_and_potentials_are_accepted(small):

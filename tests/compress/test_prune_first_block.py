@@ -21,7 +21,7 @@ from macelerate.compress import (
 from macelerate.compress.importance import check_prunable
 from macelerate.compress.irreps_slicing import weight_slices
 from macelerate.models.config import build_mace_model, describe_mace_model
-from macelerate.testing import rotation_matrix, tiny_mace_config
+from macelerate.testing import tiny_mace_config
 from tests.compress.test_prune import (
     Z,
     _check_block_by_block,
@@ -29,6 +29,8 @@ from tests.compress.test_prune import (
     _random_plan,
     _structures,
     _views,
+    assert_exactly_equivariant,
+    assert_same_in_mace_calculator,
 )
 
 
@@ -149,31 +151,16 @@ def test_degree_pruning_equals_zeroed_reference(first_wide, max_L, max_ell):
 def test_pruned_model_is_exactly_equivariant(first_wide):
     plan = _random_plan(first_wide, channels=4, seed=2, max_L=1, max_ell=2)
     pruned, _ = apply_plan(first_wide, plan)
-    rotation = rotation_matrix(np.random.default_rng(0))
-    (e0, f0), (e1, f1) = (
-        _evaluate(pruned, _structures()),
-        _evaluate(pruned, _structures(), rotation),
-    )
-    assert float((e1 - e0).abs().max()) < 1e-11
-    assert float((f1 - f0 @ torch.as_tensor(rotation).T).abs().max()) < 1e-11
+    assert_exactly_equivariant(pruned)
 
 
 def test_pruned_model_runs_in_mace_calculator(first, tmp_path):
-    from mace.calculators import MACECalculator
     from mace.modules import RealAgnosticInteractionBlock, ScaleShiftMACE
 
     pruned, _ = apply_plan(first, _random_plan(first, channels=3, seed=3, max_ell=1))
     assert type(pruned) is ScaleShiftMACE
     assert type(pruned.interactions[0]) is RealAgnosticInteractionBlock
-    path = tmp_path / "pruned.model"
-    torch.save(pruned, path)
-    with quiet_model_construction():
-        calc = MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
-    atoms = _structures()[1]
-    atoms.calc = calc
-    energy, forces = _evaluate(pruned, atoms)
-    assert abs(atoms.get_potential_energy() - float(energy[0])) < 1e-9
-    np.testing.assert_allclose(atoms.get_forces(), forces.numpy(), atol=1e-9)
+    assert_same_in_mace_calculator(pruned, tmp_path / "pruned.model", _structures()[1])
 
 
 def test_prune_from_a_potential_end_to_end(first):
