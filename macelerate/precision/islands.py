@@ -62,16 +62,30 @@ class PrecisionIsland(torch.nn.Module):
                 if buffer is not None and buffer.is_floating_point():
                     setattr(buffer_module, name, buffer.to(self.buffer_dtype))
         self.module = module
+        self._upcast: dict[str, torch.Tensor] = {}
+        self._upcast_key: tuple = ()
         self._needs_upcast = (
             self.parameter_dtype != compute_dtype or self.buffer_dtype != compute_dtype
         )
 
     def _compute_state(self) -> dict[str, torch.Tensor]:
-        state: dict[str, torch.Tensor] = {}
-        for name, tensor in [*self.module.named_parameters(), *self.module.named_buffers()]:
-            if tensor.is_floating_point() and tensor.dtype != self.compute_dtype:
-                state[name] = tensor.to(self.compute_dtype)
-        return state
+        """Stored tensors upcast to the compute dtype.
+
+        Frozen weights (inference) are upcast once and reused while their storage is unchanged;
+        weights that require grad are upcast at every call so the cast stays on the graph.
+        """
+        stored = [
+            (name, tensor)
+            for name, tensor in [*self.module.named_parameters(), *self.module.named_buffers()]
+            if tensor.is_floating_point() and tensor.dtype != self.compute_dtype
+        ]
+        if any(tensor.requires_grad for _, tensor in stored):
+            return {name: tensor.to(self.compute_dtype) for name, tensor in stored}
+        key = tuple((tensor.data_ptr(), tensor._version) for _, tensor in stored)
+        if key != self._upcast_key:
+            self._upcast = {name: tensor.to(self.compute_dtype) for name, tensor in stored}
+            self._upcast_key = key
+        return self._upcast
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         args = _cast(args, self.compute_dtype)

@@ -114,3 +114,15 @@ def test_torchscript_models_are_refused(reference):
         wrap_blocks(scripted, PRESETS["fp32"])
     with pytest.raises(PrecisionError, match="none of the blocks"):
         wrap_blocks(torch.nn.Linear(2, 2), PRESETS["fp32"])
+
+
+def test_frozen_half_weights_are_upcast_once_and_refreshed_when_changed(reference, ethanol):
+    potential, _ = apply_precision(reference, "bf16-mixed")
+    island = potential.model.products[0].symmetric_contractions
+    first = potential.predict(ethanol).forces
+    cached = island._compute_state()
+    assert cached and island._compute_state() is cached  # reused across calls
+    with torch.no_grad():
+        next(island.module.parameters()).mul_(2.0)  # bumps the version: the cache is stale
+    assert island._compute_state() is not cached
+    assert not np.allclose(potential.predict(ethanol).forces, first)
