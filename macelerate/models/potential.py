@@ -16,6 +16,11 @@ from macelerate._mace import quiet_model_construction
 from macelerate._torch_state import matmul_precision
 from macelerate.errors import StructureError
 from macelerate.graph.batch import build_graph
+from macelerate.graph.model_options import (
+    model_edge_selection,
+    model_graph_options,
+    select_model_edges,
+)
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
 from macelerate.precision.apply import BlockPrecision, strip_islands, wrap_blocks
 from macelerate.precision.islands import PrecisionIsland
@@ -158,25 +163,16 @@ class Potential(torch.nn.Module):
         cap, ``edge_selection()``) get exactly the graphs they were trained on; ``max_neighbors``
         (a hard k-nearest cap) then applies only if the model has none.
         """
-        options: dict[str, Any] = {"cutoff": self.r_max, "max_neighbors": max_neighbors}
-        if hasattr(self.model, "graph_options"):
-            own = self.model.graph_options()
-            options.update({k: v for k, v in own.items() if v is not None})
+        options = {"max_neighbors": max_neighbors, **model_graph_options(self.model)}
         graph = build_graph(
             atoms_or_list,
-            z_table=self.atomic_numbers,
             dtype=self.dtype,
             device=self.device,
             head=self.heads.index(self.head),
             min_distance=self.min_distance,
             **options,
         )
-        selection = self.model.edge_selection() if hasattr(self.model, "edge_selection") else None
-        if selection is not None:
-            from macelerate.graph.smooth_cap import select_smooth_cap_edges
-
-            graph = select_smooth_cap_edges(graph, **selection)
-        return graph
+        return select_model_edges(graph, model_edge_selection(self.model))
 
     def forward(
         self,

@@ -31,7 +31,8 @@ from macelerate._mace import quiet_model_construction
 from macelerate._torch_state import default_dtype
 from macelerate.errors import MacelerateError, ModelFileError
 from macelerate.graph.batch import build_graph
-from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding, select_smooth_cap_edges
+from macelerate.graph.model_options import model_graph_options, select_model_edges
+from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
 from macelerate.models.checkpoint import is_checkpoint, save_checkpoint, upgrade_checkpoint
 from macelerate.models.config import build_mace_model, describe_mace_model
@@ -246,11 +247,10 @@ class Student(torch.nn.Module):
         if device is None:
             device = next(self.parameters()).device
         graph = build_graph(
-            atoms_or_list, z_table=self.atomic_numbers, dtype=self.dtype, device=device,
-            min_distance=min_distance, **self.graph_options(),
+            atoms_or_list, dtype=self.dtype, device=device, min_distance=min_distance,
+            **model_graph_options(self),
         )  # fmt: skip
-        selection = self.edge_selection()
-        return graph if selection is None else select_smooth_cap_edges(graph, **selection)
+        return select_model_edges(graph, self.edge_selection())
 
     def forward(
         self,

@@ -29,6 +29,11 @@ from macelerate.data.labels import LabelKeys, available_keys, get_label, require
 from macelerate.errors import DataFileError, MacelerateError
 from macelerate.evaluate import stress_3x3
 from macelerate.graph.batch import build_graph
+from macelerate.graph.model_options import (  # noqa: F401  (re-exported)
+    model_edge_selection,
+    model_graph_options,
+    select_model_edges,
+)
 
 HESSIAN_ATOMS_KEY = "hessian_atoms"
 HESSIAN_ROWS_KEY = "hessian_rows"
@@ -187,25 +192,6 @@ def mix_labels(first: StructureLabels, second: StructureLabels, weight: float) -
     )
 
 
-def model_graph_options(model: torch.nn.Module) -> dict[str, Any]:
-    """``cutoff``, ``z_table`` and the model's own ``graph_options()`` (e.g. ``max_neighbors``,
-    or a larger ``cutoff`` for a smooth neighbour cap), as :func:`build_graph` keywords."""
-    options: dict[str, Any] = {
-        "cutoff": float(model.r_max),
-        "z_table": [int(z) for z in model.atomic_numbers],
-    }
-    extra = getattr(model, "graph_options", None)
-    if callable(extra):
-        options.update(extra())
-    return options
-
-
-def model_edge_selection(model: torch.nn.Module) -> dict[str, Any] | None:
-    """The model's ``edge_selection()`` (smooth-cap edge pruning keywords), or ``None``."""
-    selection = getattr(model, "edge_selection", None)
-    return selection() if callable(selection) else None
-
-
 class LabelledData:
     """Structures with their graphs (built once) and reference labels.
 
@@ -248,11 +234,7 @@ class LabelledData:
             except MacelerateError as error:  # name the file and structure in the message
                 detail = str(error).removeprefix("structure ")
                 raise type(error)(f"{source}: structure {i} {detail}") from error
-            if edge_selection is not None:
-                from macelerate.graph.smooth_cap import select_smooth_cap_edges
-
-                graph = select_smooth_cap_edges(graph, **edge_selection)
-            self.graphs.append(graph)
+            self.graphs.append(select_model_edges(graph, edge_selection))
         self.n_atoms = [len(atoms) for atoms in structures]
 
     @classmethod
