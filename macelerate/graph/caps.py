@@ -3,7 +3,8 @@
 This is the *hard* cap: the kept set changes abruptly when the k-th and (k+1)-th neighbours swap
 order, so energies jump there. Ties are broken deterministically (distance, then sender index, then
 the image shift), so the same structure always gives the same graph whatever order the neighbour
-list returned its pairs in.
+list returned its pairs in. The common case costs one argsort of a combined (receiver, length) key;
+the six-key sort that breaks ties runs only when a tie straddles the k-th place.
 """
 
 from __future__ import annotations
@@ -35,11 +36,23 @@ def cap_neighbors(
     if max_neighbors < 1:
         raise ValueError(f"max_neighbors must be >= 1, got {max_neighbors}")
     senders, receivers = edge_index
-    # lexsort sorts by the last key first: receiver, then length, sender and shifts for ties.
-    order = np.lexsort(
-        (unit_shifts[:, 2], unit_shifts[:, 1], unit_shifts[:, 0], senders, lengths, receivers)
-    )
+    if receivers.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    # One float64 key sorts by receiver, then length: receivers are spaced further apart than any
+    # length, and rounding keeps the order of lengths (it can only make two keys equal).
+    key = receivers * (float(lengths.max()) + 1.0) + lengths
+    order = np.argsort(key, kind="stable")
     sorted_receivers = receivers[order]
-    group_start = np.searchsorted(sorted_receivers, sorted_receivers, side="left")
-    rank = np.arange(order.size) - group_start  # position of each edge within its receiver
+    counts = np.bincount(sorted_receivers)
+    rank = np.arange(order.size) - (np.cumsum(counts) - counts)[sorted_receivers]
+    # The kept set depends on tie-breaking only where equal keys straddle rank k-1 | k; there
+    # the full order (length, then sender and image shift) decides.
+    sorted_key = key[order]
+    straddling = (rank[:-1] == max_neighbors - 1) & (sorted_key[1:] == sorted_key[:-1])
+    if straddling.any():
+        order = np.lexsort(
+            (unit_shifts[:, 2], unit_shifts[:, 1], unit_shifts[:, 0], senders, lengths, receivers)
+        )
+        sorted_receivers = receivers[order]
+        rank = np.arange(order.size) - (np.cumsum(counts) - counts)[sorted_receivers]
     return np.sort(order[rank < max_neighbors])

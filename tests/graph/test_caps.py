@@ -52,3 +52,32 @@ def test_cap_rejects_nonpositive_k():
     edge_index, shifts, lengths = _graph()
     with pytest.raises(ValueError, match="max_neighbors"):
         cap_neighbors(edge_index, lengths, shifts, max_neighbors=0)
+
+
+def _reference_keep(edge_index, lengths, shifts, k):
+    """The definition: sort by (receiver, length, sender, shift) and keep the first k of each."""
+    senders, receivers = edge_index
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], senders, lengths, receivers))
+    kept = []
+    for receiver in np.unique(receivers):
+        kept.extend(order[receivers[order] == receiver][:k])
+    return np.sort(np.array(kept, dtype=np.int64))
+
+
+@pytest.mark.parametrize("k", [1, 4, 6, 12])
+def test_fast_path_and_tie_fallback_match_the_definition(k):
+    # random structure (no ties) and a simple-cubic crystal (shells of exactly equal lengths)
+    random_graph = _graph(seed=5, n=40)
+    cubic = np.stack(np.meshgrid(*[np.arange(3.0)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    crystal = radius_graph(cubic, np.eye(3) * 3.0, np.ones(3, bool), cutoff=2.5)
+    for edge_index, shifts, lengths in (random_graph, crystal):
+        perm = np.random.default_rng(k).permutation(lengths.size)
+        edge_index, shifts, lengths = edge_index[:, perm], shifts[perm], lengths[perm]
+        keep = cap_neighbors(edge_index, lengths, shifts, max_neighbors=k)
+        np.testing.assert_array_equal(keep, _reference_keep(edge_index, lengths, shifts, k))
+
+
+def test_cap_of_an_empty_graph_is_empty():
+    empty = np.zeros((2, 0), dtype=np.int64)
+    keep = cap_neighbors(empty, np.zeros(0), np.zeros((0, 3), dtype=np.int64), max_neighbors=3)
+    assert keep.shape == (0,)
