@@ -141,22 +141,28 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             return padded.view(n_nodes, k_max, -1)
 
         # Split once (split's backward is one cat; per-path slicing would allocate full-size
-        # zero gradients for every path), and gather per irrep block.
+        # zero gradients for every path), and gather per irrep block. Blocks are gathered
+        # component-major ([n, K, i, u], channels innermost) so that the per-channel edge weights
+        # broadcast along a contiguous channel axis: with mace's channel-major [u, i] order the
+        # multiply's inner loop would run over the 3 or 5 components only.
         x_blocks = [
-            block.index_select(0, slot_senders).view(n_nodes, k_max, mul_ir.mul, mul_ir.ir.dim)
+            block.view(n_nodes, mul_ir.mul, mul_ir.ir.dim)
+            .transpose(1, 2)
+            .index_select(0, slot_senders)
+            .view(n_nodes, k_max, mul_ir.ir.dim, mul_ir.mul)
             for block, mul_ir in zip(
                 node_feats.split([m.dim for m in self.irreps_in1], dim=1), self.irreps_in1
             )
-        ]  # [n, K, u, i] per input irrep
+        ]  # [n, K, i, u] per input irrep
         y_blocks = to_slots(edge_attrs).split([m.dim for m in self.irreps_in2], dim=2)
         w_paths = to_slots(tp_weights).split([path[0] for path in self.paths], dim=2)
         blocks: dict[int, torch.Tensor] = {}
         for index, (mul, d1, d2, i_in1, i_in2, _, i_out) in enumerate(self.paths):
             coefficients = getattr(self, f"coefficients_{index}")
-            xw = x_blocks[i_in1] * w_paths[index].unsqueeze(-1)  # [n, K, u, i]
-            left = xw.view(n_nodes, k_max, mul * d1).transpose(1, 2)  # [n, u*i, K]
-            summed = torch.bmm(left, y_blocks[i_in2])  # [n, u*i, j]: the neighbour sum
-            block = torch.einsum("nuij,ijk->nuk", summed.view(n_nodes, mul, d1, d2), coefficients)
+            xw = x_blocks[i_in1] * w_paths[index].unsqueeze(2)  # [n, K, i, u]
+            left = xw.view(n_nodes, k_max, d1 * mul).transpose(1, 2)  # [n, i*u, K]
+            summed = torch.bmm(left, y_blocks[i_in2])  # [n, i*u, j]: the neighbour sum
+            block = torch.einsum("niuj,ijk->nuk", summed.view(n_nodes, d1, mul, d2), coefficients)
             blocks[i_out] = block.reshape(n_nodes, -1)
         return torch.cat([blocks[i] for i in range(len(self.irreps_out))], dim=1)
 
