@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def git_commit() -> str:
+    """The checked-out commit, with ``+dirty`` if tracked files differ from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def environment() -> dict[str, Any]:
     import ase
     import e3nn
@@ -42,6 +54,7 @@ def environment() -> dict[str, Any]:
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit(),
         "device": f"cpu: {cpu_name()}, {os.cpu_count()} cores, "
         f"torch threads {torch.get_num_threads()}",
         "versions": {
