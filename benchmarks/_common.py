@@ -33,11 +33,12 @@ def cpu_name() -> str:
 
 
 def git_commit() -> str:
-    """The checked-out commit, with ``+dirty`` if tracked files differ from it."""
+    """The checked-out commit, ``+dirty`` if tracked files outside the results differ from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+        changed = ["git", "diff", "--quiet", "HEAD", "--", ".", ":!benchmarks/results"]
+        dirty = subprocess.run(changed, cwd=ROOT).returncode != 0  # results files do not count
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
