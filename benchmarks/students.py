@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--continuity-only", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result name (students<TAG>)")
     parser.add_argument("--speed-only", type=int, default=0, metavar="REPEATS",
                         help="only time teacher and students, REPEATS times")  # fmt: skip
     args = parser.parse_args()
@@ -166,7 +167,7 @@ def main() -> None:
     print("continuity", smooth, flush=True)
     payload = {"environment": environment(), "timing_atoms": len(timing_atoms),
                "test": args.test, "models": rows, "cap_continuity": smooth}  # fmt: skip
-    write_result("students", payload)
+    write_result("students" + args.tag, payload)
 
 
 if __name__ == "__main__":
