@@ -30,6 +30,7 @@ import copy
 import torch
 
 from macelerate._mace import quiet_model_construction
+from macelerate.runtime.neighbour_layout import LayoutCache, NeighbourLayout
 
 FUSABLE_BLOCKS = ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteractionBlock")
 """Interaction blocks whose ``conv_fusion`` branch is exactly ``conv_tp(h, Y, w, edge_index)``."""
@@ -78,13 +79,24 @@ class FusedEdgeTensorProduct(torch.nn.Module):
 
     Args:
         tp: the block's e3nn ``TensorProduct`` (left unchanged; coefficients are copied).
+        live_paths: per instruction, False if its output is known to be multiplied by zero
+            afterwards (see :mod:`macelerate.runtime.dead_blocks`); such paths are not computed
+            and their output block is zero. Default: all live.
+        compact_weights: ``tp_weights`` holds only the live paths' columns (a radial MLP sliced to
+            them) instead of all ``weight_numel``.
 
     Call: ``(node_feats [n_nodes, irreps_in1], edge_attrs [n_edges, irreps_in2],
     tp_weights [n_edges, weight_numel], edge_index [2, n_edges]) -> [n_nodes, irreps_out]``,
     the message summed at each receiver (``edge_index[1]``).
     """
 
-    def __init__(self, tp: torch.nn.Module) -> None:
+    def __init__(
+        self,
+        tp: torch.nn.Module,
+        *,
+        live_paths: tuple[bool, ...] | None = None,
+        compact_weights: bool = False,
+    ) -> None:
         super().__init__()
         if not supports_fusion(tp):
             raise ValueError("tensor product is not a uvu convolution with external weights")
@@ -93,29 +105,37 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             tp.irreps_in2,
             tp.irreps_out,
         )
+        self.live_paths = tuple(live_paths) if live_paths else (True,) * len(tp.instructions)
+        if len(self.live_paths) != len(tp.instructions):
+            raise ValueError("live_paths needs one flag per tensor-product instruction")
+        self.compact_weights = compact_weights
+        self.layout_cache = LayoutCache()
         dtype = next((b.dtype for b in tp.buffers() if b.is_floating_point()), torch.float64)
         self.paths: list[tuple[int, int, int, int, int, int, int]] = []
+        self.diagonal_scale: list[float | None] = []
         weight_offset = 0
         for index, ins in enumerate(tp.instructions):
             mul = tp.irreps_in1[ins.i_in1].mul
             d1, d2 = tp.irreps_in1[ins.i_in1].ir.dim, tp.irreps_in2[ins.i_in2].ir.dim
-            self.register_buffer(f"coefficients_{index}", _probe_path(tp, index).to(dtype))
+            coefficients = _probe_path(tp, index)
+            self.register_buffer(f"coefficients_{index}", coefficients.to(dtype))
             self.paths.append((mul, d1, d2, ins.i_in1, ins.i_in2, weight_offset, ins.i_out))
+            self.diagonal_scale.append(_diagonal_scale(coefficients))
             weight_offset += mul
 
     @staticmethod
     def neighbor_layout(receivers: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, int]:
         """Edge index (or ``n_edges`` for padding) of every [receiver, slot]: ([n_nodes * K], K)."""
-        n_edges = receivers.numel()
-        order = torch.argsort(receivers, stable=True)
-        counts = torch.bincount(receivers, minlength=n_nodes)
-        k_max = max(int(counts.max()) if n_edges else 0, 1)
-        starts = torch.cumsum(counts, 0) - counts
-        sorted_receivers = receivers[order]
-        slot = torch.arange(n_edges, device=receivers.device) - starts[sorted_receivers]
-        layout = torch.full((n_nodes * k_max,), n_edges, dtype=torch.long, device=receivers.device)
-        layout[sorted_receivers * k_max + slot] = order
-        return layout, k_max
+        layout = NeighbourLayout.build(torch.stack([receivers, receivers]), n_nodes)
+        index = torch.where(layout.valid, layout.edge_of_slot, receivers.numel())
+        return index, layout.k
+
+    def _weight_widths(self) -> list[int]:
+        """Columns of ``tp_weights`` per instruction (0 for dead paths with compact weights)."""
+        return [
+            path[0] if live or not self.compact_weights else 0
+            for path, live in zip(self.paths, self.live_paths)
+        ]
 
     def forward(
         self,
@@ -129,42 +149,77 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             # graph (through the empty edge tensors) so that forces come out as zeros
             connected = edge_attrs.sum() + tp_weights.sum()
             return node_feats.new_zeros((n_nodes, self.irreps_out.dim)) + 0.0 * connected
-        senders, receivers = edge_index[0], edge_index[1]
-        layout, k_max = self.neighbor_layout(receivers, n_nodes)
-        padding = layout == n_edges
-        # sender of each [receiver, slot]; padding slots read node 0 with zero weight
-        slot_senders = torch.where(padding, 0, senders[layout.clamp(max=n_edges - 1)])
-
-        def to_slots(edge_tensor: torch.Tensor) -> torch.Tensor:  # [n_edges, F] -> [n, K, F]
-            zero_row = edge_tensor.new_zeros((1, edge_tensor.shape[1]))
-            padded = torch.cat([edge_tensor, zero_row]).index_select(0, layout)
-            return padded.view(n_nodes, k_max, -1)
-
-        # Split once (split's backward is one cat; per-path slicing would allocate full-size
-        # zero gradients for every path), and gather per irrep block. Blocks are gathered
-        # component-major ([n, K, i, u], channels innermost) so that the per-channel edge weights
-        # broadcast along a contiguous channel axis: with mace's channel-major [u, i] order the
-        # multiply's inner loop would run over the 3 or 5 components only.
-        x_blocks = [
-            block.view(n_nodes, mul_ir.mul, mul_ir.ir.dim)
-            .transpose(1, 2)
-            .index_select(0, slot_senders)
-            .view(n_nodes, k_max, mul_ir.ir.dim, mul_ir.mul)
-            for block, mul_ir in zip(
-                node_feats.split([m.dim for m in self.irreps_in1], dim=1), self.irreps_in1
-            )
-        ]  # [n, K, i, u] per input irrep
-        y_blocks = to_slots(edge_attrs).split([m.dim for m in self.irreps_in2], dim=2)
-        w_paths = to_slots(tp_weights).split([path[0] for path in self.paths], dim=2)
+        layout = self.layout_cache.get(edge_index, n_nodes)
+        k = layout.k
+        y_blocks = layout.gather(edge_attrs, zero_padding=True).split(
+            [m.dim for m in self.irreps_in2], dim=2
+        )  # [n, K, 2l+1] per edge irrep; zero at padding, so padding slots add nothing
+        w_paths = layout.gather(tp_weights, zero_padding=False).split(self._weight_widths(), dim=2)
+        x_blocks = self._sender_blocks(node_feats, layout.sender_of_slot, k)
         blocks: dict[int, torch.Tensor] = {}
         for index, (mul, d1, d2, i_in1, i_in2, _, i_out) in enumerate(self.paths):
+            if not self.live_paths[index]:
+                continue
             coefficients = getattr(self, f"coefficients_{index}")
-            xw = x_blocks[i_in1] * w_paths[index].unsqueeze(2)  # [n, K, i, u]
-            left = xw.view(n_nodes, k_max, d1 * mul).transpose(1, 2)  # [n, i*u, K]
-            summed = torch.bmm(left, y_blocks[i_in2])  # [n, i*u, j]: the neighbour sum
-            block = torch.einsum("niuj,ijk->nuk", summed.view(n_nodes, d1, mul, d2), coefficients)
+            y, w = y_blocks[i_in2], w_paths[index]
+            if d1 == 1:  # scalar input: the neighbour sum is one [2l+1, K] x [K, u] product
+                summed = torch.bmm(y.transpose(1, 2), x_blocks[i_in1] * w)  # [n, j, u]
+                scale = self.diagonal_scale[index]
+                if scale is not None:
+                    block = (summed * scale).transpose(1, 2)  # C = scale * identity
+                else:
+                    block = torch.einsum("nju,jk->nuk", summed, coefficients[0])
+            else:
+                xw = x_blocks[i_in1] * w.unsqueeze(2)  # [n, K, i, u]
+                left = xw.view(n_nodes, k, d1 * mul).transpose(1, 2)  # [n, i*u, K]
+                summed = torch.bmm(left, y)  # [n, i*u, j]: the neighbour sum
+                block = torch.einsum(
+                    "niuj,ijk->nuk", summed.view(n_nodes, d1, mul, d2), coefficients
+                )
             blocks[i_out] = block.reshape(n_nodes, -1)
-        return torch.cat([blocks[i] for i in range(len(self.irreps_out))], dim=1)
+        out = [
+            blocks[i] if i in blocks else node_feats.new_zeros((n_nodes, mul_ir.dim))
+            for i, mul_ir in enumerate(self.irreps_out)
+        ]
+        return torch.cat(out, dim=1)
+
+    def _sender_blocks(
+        self, node_feats: torch.Tensor, senders: torch.Tensor, k: int
+    ) -> dict[int, torch.Tensor]:
+        """Sender features of every slot per input irrep used by a live path.
+
+        Scalars as [n, K, u]; higher irreps component-major as [n, K, i, u] (channels innermost,
+        so that the per-channel edge weights broadcast along a contiguous axis).
+        """
+        n_nodes = node_feats.shape[0]
+        used = {path[3] for path, live in zip(self.paths, self.live_paths) if live}
+        blocks = {}
+        offsets = [0]
+        for mul_ir in self.irreps_in1:
+            offsets.append(offsets[-1] + mul_ir.dim)
+        for i, mul_ir in enumerate(self.irreps_in1):
+            if i not in used:
+                continue
+            block = node_feats[:, offsets[i] : offsets[i + 1]]
+            mul, dim = mul_ir.mul, mul_ir.ir.dim
+            if dim == 1:
+                blocks[i] = block.index_select(0, senders).view(n_nodes, k, mul)
+            else:
+                gathered = block.view(-1, mul, dim).transpose(1, 2).index_select(0, senders)
+                blocks[i] = gathered.view(n_nodes, k, dim, mul)
+        return blocks
+
+
+def _diagonal_scale(coefficients: torch.Tensor) -> float | None:
+    """``s`` if the [1, j, k] coefficients of a scalar-input path are ``s`` times the identity."""
+    if coefficients.shape[0] != 1 or coefficients.shape[1] != coefficients.shape[2]:
+        return None
+    matrix = coefficients[0]
+    scale = float(matrix[0, 0])
+    identity = torch.eye(matrix.shape[0], dtype=matrix.dtype)
+    if scale != 0 and torch.allclose(matrix, scale * identity, rtol=0, atol=1e-14 * abs(scale)):
+        return scale
+    return None
 
 
 def fuse_message_passing(model: torch.nn.Module) -> int:
@@ -179,9 +234,11 @@ def fuse_message_passing(model: torch.nn.Module) -> int:
     if isinstance(model, torch.jit.ScriptModule):
         return 0
     fused = 0
+    layouts = LayoutCache()  # one neighbour layout per graph, shared by all blocks
     for block in getattr(model, "interactions", []):
         tp = getattr(block, "conv_tp", None)
         if isinstance(tp, FusedEdgeTensorProduct):
+            tp.layout_cache = layouts
             fused += 1
             continue
         if type(block).__name__ not in FUSABLE_BLOCKS or tp is None:
@@ -189,6 +246,7 @@ def fuse_message_passing(model: torch.nn.Module) -> int:
         if hasattr(block, "conv_fusion") or not supports_fusion(tp):
             continue
         block.conv_tp = FusedEdgeTensorProduct(tp)
+        block.conv_tp.layout_cache = layouts
         block.conv_fusion = "macelerate"
         fused += 1
     return fused

@@ -1,0 +1,112 @@
+"""Exactly-zero weight blocks, and the computation they make dead.
+
+A trained MACE can hold whole weight blocks that are exactly zero. Both GO-MACE checkpoints,
+for example, map every L > 0 message of their last interaction to zero in its ``linear``. Then:
+
+* the convolution paths that produce those messages are multiplied by zero afterwards (and the
+  radial-MLP columns that weight them are never used);
+* the product basis that follows receives features whose L > 0 components are exactly zero.
+
+Skipping that work changes no result (not even by rounding: the skipped terms are exact zeros),
+so it belongs to the exact runtime. This module finds it by reading the e3nn instruction lists
+and the weights; :mod:`macelerate.runtime.accelerate` applies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class InteractionLiveness:
+    """What one interaction block computes that can be non-zero.
+
+    Attributes:
+        live_paths: per convolution instruction, False if its message block only meets zero
+            weights in the block's ``linear``.
+        live_outputs: per irrep of the block's output (the product basis input), False if it is
+            exactly zero for every input.
+        live_components: indices ``i`` of the product input's [n, channels, i] components that
+            may be non-zero (the components of the live output irreps).
+    """
+
+    live_paths: tuple[bool, ...]
+    live_outputs: tuple[bool, ...]
+    live_components: tuple[int, ...]
+
+    @property
+    def all_live(self) -> bool:
+        """True if nothing can be skipped."""
+        return all(self.live_paths) and all(self.live_outputs)
+
+
+def _weight_blocks(module: torch.nn.Module, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Split an e3nn module's flat ``weight`` into one block per instruction."""
+    sizes = [int(torch.Size(shape).numel()) for shape in shapes]
+    return list(module.weight.detach().reshape(-1).split(sizes))
+
+
+def _linear_edges(linear: torch.nn.Module) -> list[tuple[int, int, bool]]:
+    """(input irrep, output irrep, has a non-zero weight) per instruction of an e3nn Linear."""
+    instructions = linear.instructions
+    blocks = _weight_blocks(linear, [ins.path_shape for ins in instructions])
+    return [
+        (ins.i_in, ins.i_out, bool(block.ne(0).any())) for ins, block in zip(instructions, blocks)
+    ]
+
+
+def _skip_edges(skip_tp: torch.nn.Module) -> list[tuple[int, int, bool]]:
+    """(input irrep, output irrep, non-zero) per instruction of mace's element-dependent skip."""
+    instructions = skip_tp.instructions
+    blocks = _weight_blocks(skip_tp, [ins.path_shape for ins in instructions])
+    return [
+        (ins.i_in1, ins.i_out, bool(block.ne(0).any())) for ins, block in zip(instructions, blocks)
+    ]
+
+
+def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
+    """Liveness of a mace-torch ``RealAgnostic(Residual)InteractionBlock``; None if unknown.
+
+    The non-residual block applies its element-dependent ``skip_tp`` after ``linear``; that is
+    followed too. Linear layers with biases, or blocks of another layout, return None (nothing
+    is skipped).
+    """
+    name = type(block).__name__
+    linear, conv = getattr(block, "linear", None), getattr(block, "conv_tp", None)
+    if name not in ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteractionBlock"):
+        return None
+    if not hasattr(linear, "instructions") or not hasattr(conv, "instructions"):
+        return None
+    bias = getattr(linear, "bias", None)
+    if isinstance(bias, torch.Tensor) and bias.numel() > 0:
+        return None
+    edges = _linear_edges(linear)
+    live_mid = {i_in for i_in, _, nonzero in edges if nonzero}
+    live_out = {i_out for i_in, i_out, nonzero in edges if nonzero}
+    if name == "RealAgnosticInteractionBlock":
+        skip = getattr(block, "skip_tp", None)
+        if skip is None or not hasattr(skip, "instructions"):
+            return None
+        live_out = {o for i, o, nonzero in _skip_edges(skip) if nonzero and i in live_out}
+    irreps_out = linear.irreps_out
+    live_paths = tuple(ins.i_out in live_mid for ins in conv.instructions)
+    live_outputs = tuple(i in live_out for i in range(len(irreps_out)))
+    components, start = [], 0
+    for index, (_, ir) in enumerate(irreps_out):
+        if live_outputs[index]:
+            components.extend(range(start, start + ir.dim))
+        start += ir.dim
+    return InteractionLiveness(live_paths, live_outputs, tuple(components))
+
+
+def live_weight_columns(conv: torch.nn.Module, live_paths: tuple[bool, ...]) -> list[int]:
+    """Columns of the convolution weights (radial-MLP outputs) that feed live paths."""
+    columns, start = [], 0
+    for ins, live in zip(conv.instructions, live_paths):
+        width = int(torch.Size(ins.path_shape).numel())
+        if live:
+            columns.extend(range(start, start + width))
+        start += width
+    return columns

@@ -1,0 +1,178 @@
+"""Radial MLPs replaced by cubic Hermite tables of the edge length (an approximate lever).
+
+In a mace-torch interaction the tensor-product weights of an edge depend on its length alone::
+
+    w(r) = MLP(radial_embedding(r))          # [n_edges, weight_numel]
+
+(Bessel basis times the polynomial envelope, then an e3nn ``FullyConnectedNet``). A
+:class:`TabulatedRadialMLP` evaluates the MLP's non-linear part, the hidden features before its
+last (linear) layer, from a table on a uniform grid of lengths with cubic Hermite interpolation
+(values and exact derivatives at the knots), then applies the last layer exactly::
+
+    h(r) ~ H_k(t),  w(r) = h(r) @ W_last
+
+The interpolant is C1 in r, and forces are its exact derivative (autograd through ``t``), so
+energy is conserved; only its value differs from the MLP's, by an amount that shrinks as
+``spacing**4``. :func:`macelerate.transforms.tabulate_radial` picks the spacing from a measured
+force error.
+
+Lengths below the table (``r < r_min``, atoms closer than any bonded pair) are evaluated with the
+exact MLP; lengths above ``r_max`` are clamped to the last knot, where the embedding and so the
+hidden features are zero or the envelope multiplies them by zero.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def hidden_and_last_layer(mlp: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
+    """Split an e3nn ``FullyConnectedNet`` into (all layers but the last, last weight [h, out]).
+
+    The last layer of mace's radial MLPs is linear (no activation); its effective weight
+    includes e3nn's normalisation ``1 / sqrt(h_in * var_in / var_out)``.
+    """
+    layers = [m for name, m in mlp.named_children() if name.startswith("layer")]
+    if not layers or getattr(layers[-1], "act", None) is not None:
+        raise ValueError("radial MLP must be an e3nn FullyConnectedNet with a linear last layer")
+    last = layers[-1]
+    scale = (last.h_in * last.var_in / last.var_out) ** 0.5
+    return torch.nn.Sequential(*layers[:-1]), last.weight.detach() / scale
+
+
+class TabulatedRadialMLP(torch.nn.Module):
+    """Drop-in ``conv_tp_weights``: takes edge lengths [n_edges, 1] instead of the embedding.
+
+    Args:
+        mlp: the interaction's radial MLP (e3nn ``FullyConnectedNet``; copied, not changed).
+        embedding: ``r [n, 1] -> edge features [n, n_basis]`` (the model's radial embedding).
+        r_min: Å, first knot.
+        r_max: Å, last knot (the model cutoff).
+        n_knots: knots on the uniform grid, at least 2.
+
+    Buffers: ``knots_values`` and ``knots_slopes`` [n_knots, hidden] (slope times spacing), the
+    last layer's weight [hidden, out]; all in the MLP's dtype.
+    """
+
+    def __init__(
+        self,
+        mlp: torch.nn.Module,
+        embedding: torch.nn.Module,
+        *,
+        r_min: float,
+        r_max: float,
+        n_knots: int,
+    ) -> None:
+        super().__init__()
+        if n_knots < 2 or not 0 < r_min < r_max:
+            raise ValueError(f"need n_knots >= 2 and 0 < r_min < r_max, got {n_knots}, {r_min}")
+        hidden, last = hidden_and_last_layer(mlp)
+        dtype = last.dtype
+        self.r_min, self.r_max, self.n_knots = float(r_min), float(r_max), int(n_knots)
+        self.spacing = (self.r_max - self.r_min) / (self.n_knots - 1)
+        knots = torch.linspace(self.r_min, self.r_max, self.n_knots, dtype=torch.float64)
+        values, slopes = _values_and_slopes(hidden, embedding, knots)
+        self.register_buffer("knots_values", values.to(dtype))
+        self.register_buffer("knots_slopes", (slopes * self.spacing).to(dtype))
+        self.register_buffer("last_weight", last.clone())
+        self.exact_hidden = hidden  # for lengths below the table
+        self.embedding = embedding
+        self.out_features = int(last.shape[1])
+
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``lengths`` [n_edges, 1] Å -> tensor-product weights [n_edges, out_features]."""
+        r = lengths.squeeze(-1)
+        position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
+        interval = position.detach().floor().clamp(0, self.n_knots - 2)
+        t = (position - interval).unsqueeze(-1)  # [n, 1], in [0, 1] inside the table
+        k = interval.long()
+        v0, v1 = self.knots_values[k], self.knots_values[k + 1]
+        s0, s1 = self.knots_slopes[k], self.knots_slopes[k + 1]
+        t2 = t * t
+        t3 = t2 * t
+        hidden = (
+            v0 * (2 * t3 - 3 * t2 + 1)
+            + s0 * (t3 - 2 * t2 + t)
+            + v1 * (3 * t2 - 2 * t3)
+            + s1 * (t3 - t2)
+        )
+        below = r < self.r_min
+        if bool(below.any()):  # rare: atoms closer than the table reaches
+            index = below.nonzero().squeeze(1)
+            exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
+            hidden = hidden.index_copy(0, index, exact.to(hidden.dtype))
+        return hidden @ self.last_weight
+
+    def extra_repr(self) -> str:
+        return (
+            f"r=[{self.r_min}, {self.r_max}] Å, {self.n_knots} knots "
+            f"(spacing {self.spacing:.2e} Å), out={self.out_features}"
+        )
+
+
+def _values_and_slopes(
+    hidden: torch.nn.Module, embedding: torch.nn.Module, knots: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden features and their exact r-derivatives at ``knots``, in float64: ([n, h], [n, h])."""
+    import copy
+
+    hidden64 = copy.deepcopy(hidden).to(torch.float64)
+    embedding64 = copy.deepcopy(embedding).to(torch.float64)
+    r = knots.clone().unsqueeze(-1).requires_grad_(True)
+    with torch.enable_grad():
+        values = hidden64(embedding64(r))  # [n, h]
+        slopes = torch.stack(
+            [
+                torch.autograd.grad(values[:, j].sum(), r, retain_graph=True)[0].squeeze(-1)
+                for j in range(values.shape[1])
+            ],
+            dim=1,
+        )
+    return values.detach(), slopes.detach()
+
+
+class EdgeFeatures(torch.nn.Module):
+    """``r [n, 1] -> edge features [n, n_basis]`` of a mace ``RadialEmbeddingBlock``."""
+
+    def __init__(self, radial_embedding: torch.nn.Module) -> None:
+        super().__init__()
+        if hasattr(radial_embedding, "distance_transform"):
+            raise ValueError(
+                "this model's radial embedding depends on the elements of each edge "
+                "(distance transform), not on its length alone: it cannot be tabulated"
+            )
+        self.inner = radial_embedding
+
+    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
+        features, _ = self.inner(lengths, None, None, None)
+        return features
+
+
+class LengthRadialEmbedding(torch.nn.Module):
+    """Drop-in ``radial_embedding`` that hands the edge lengths to tabulated radial MLPs.
+
+    Returns ``(lengths [n, 1], cutoff)`` where ``cutoff`` is what the inner embedding returns
+    (None when it applies the envelope itself, which the tables then include).
+    """
+
+    DELEGATED = ("bessel_fn", "cutoff_fn", "apply_cutoff", "out_dim")
+
+    def __init__(self, radial_embedding: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = radial_embedding
+
+    def __getattr__(self, name: str):
+        if name in LengthRadialEmbedding.DELEGATED:
+            return getattr(self._modules["inner"], name)
+        return super().__getattr__(name)
+
+    def forward(
+        self,
+        edge_lengths: torch.Tensor,
+        node_attrs: torch.Tensor,
+        edge_index: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if getattr(self.inner, "apply_cutoff", True):
+            return edge_lengths, None
+        return edge_lengths, self.inner.cutoff_fn(edge_lengths)
