@@ -26,8 +26,9 @@ from macelerate.checks.nve import check_nve  # noqa: E402
 from macelerate.checks.symmetry import check_symmetry  # noqa: E402
 from macelerate.data.labels import LabelKeys, read_structures  # noqa: E402
 from macelerate.evaluate import evaluate  # noqa: E402
-from macelerate.precision import PRESETS, apply_precision  # noqa: E402
-from macelerate.precision.transform import precision_deviation  # noqa: E402
+from macelerate.precision import PRESETS  # noqa: E402
+from macelerate.transforms import apply_precision  # noqa: E402
+from macelerate.transforms.precision import precision_deviation  # noqa: E402
 
 MODELS = {
     "go": (

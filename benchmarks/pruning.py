@@ -158,8 +158,9 @@ def main() -> None:
     original, data = go_data(args) if args.dataset == "go" else acac_data(args)
     defaults = {"go": ["64:3", "32:3", "128:2", "128:1"], "acac": ["16:3:2", "16:3:1", "32:2:2"]}
     base = {
-        "parameters": count_parameters(original if isinstance(original, torch.nn.Module)
-                                       else original.model),  # fmt: skip
+        "parameters": count_parameters(
+            original if isinstance(original, torch.nn.Module) else original.model
+        ),  # fmt: skip
         "test": accuracy(original, data[1], data[2]),
         "ms_per_step_float32": step_ms(original, data[4], dtype="float32"),
         "timing_atoms": len(data[4]),

@@ -1,6 +1,6 @@
 """NVE energy conservation of a hard-capped student and its smooth-capped twin (same weights).
 
-    python benchmarks/students_nve_caps.py STUDENT.pt
+python benchmarks/students_nve_caps.py STUDENT.pt
 """
 
 from __future__ import annotations

@@ -7,14 +7,38 @@ Public API (heavy dependencies are imported on first use)::
     graph = macelerate.build_graph(atoms, cutoff=potential.r_max, z_table=potential.atomic_numbers)
     atoms.calc = macelerate.Calculator(potential)
     fast, report = macelerate.apply_precision(potential, "bf16-linear", probe=[atoms])
+
+Names:
+    load: a mace-torch ``.model`` file, macelerate checkpoint or module -> :class:`Potential`.
+    Potential: a mace-torch model behind an exact energy / forces / stress call.
+    Prediction: numpy outputs of :meth:`Potential.predict`.
+    build_graph: ASE structures -> the graph dictionary a model reads.
+    Calculator: an ASE calculator over a :class:`Potential`.
+    convert: a mace-torch model file -> a weights-only macelerate checkpoint, verified.
+    describe: architecture facts of a loaded model, as plain data.
+    PrecisionPolicy: per-block storage and compute dtypes, as a frozen dataclass.
+    apply_precision: a :class:`Potential` under a precision policy, with its accuracy report.
+    fuse: a :class:`Potential` running macelerate's exact kernels, with what they skip.
+    tabulate_radial: radial MLPs as cubic tables of the edge length, with the measured error.
+    TransformRecord: one transform a model went through.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from macelerate._version import __version__
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
+    from macelerate.calculator import Calculator
+    from macelerate.graph.batch import build_graph
+    from macelerate.models.convert import convert
+    from macelerate.models.info import describe
+    from macelerate.models.loading import load
+    from macelerate.models.potential import Potential, Prediction
+    from macelerate.precision.policy import PrecisionPolicy
+    from macelerate.transforms import TransformRecord, apply_precision, fuse, tabulate_radial
 
 _EXPORTS = {
     "load": "macelerate.models.loading",
@@ -25,13 +49,36 @@ _EXPORTS = {
     "convert": "macelerate.models.convert",
     "describe": "macelerate.models.info",
     "PrecisionPolicy": "macelerate.precision.policy",
-    "apply_precision": "macelerate.precision.transform",
+    "apply_precision": "macelerate.transforms",
+    "fuse": "macelerate.transforms",
+    "tabulate_radial": "macelerate.transforms",
+    "TransformRecord": "macelerate.transforms",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Calculator",
+    "Potential",
+    "PrecisionPolicy",
+    "Prediction",
+    "TransformRecord",
+    "__version__",
+    "apply_precision",
+    "build_graph",
+    "convert",
+    "describe",
+    "fuse",
+    "load",
+    "tabulate_radial",
+]
 
 
 def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (keeps ``import macelerate`` fast)."""
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'macelerate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (imported lazily on first use) and the module's dunder attributes."""
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

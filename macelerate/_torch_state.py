@@ -12,15 +12,21 @@ import torch
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     """Set ``torch``'s default dtype inside the block and restore the previous one on exit.
 
-    mace-torch constructors read the default dtype for buffers such as ``r_max``, so building a
-    model in a given precision needs this; nothing outside the block sees the change.
+    mace-torch constructors read the default dtype for buffers such as ``r_max`` and the U
+    matrices, so building a model in a given precision needs this (building in the default dtype
+    and casting afterwards gives different constants, e.g. U matrices off by 1e-8). The default
+    dtype is process-wide, so the block holds :func:`macelerate._mace.model_construction`
+    exclusively: no macelerate inference (which holds it shared) runs while it is changed.
     """
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+    from macelerate._mace import model_construction
+
+    with model_construction():
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
 
 
 @contextmanager

@@ -21,3 +21,18 @@ class ModelFileError(MacelerateError, ValueError):
 
 class DataFileError(MacelerateError, ValueError):
     """A data file that lacks the requested labels or cannot be read."""
+
+
+class MDInstabilityError(MacelerateError, RuntimeError):
+    """An MD run that blew up (temperature, energy drift or forces out of bounds, atoms overlapping,
+    or NaN); ``step`` is the step it was stopped at, ``result`` the run up to there (an
+    :class:`~macelerate.md.MDResult`, or None)."""
+
+    def __init__(self, message: str, *, step: int, result: object | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.result = result
+
+
+class PrecisionLossWarning(UserWarning):
+    """Coordinates so large that the graph's float dtype rounds them by more than ~1e-4 Å."""

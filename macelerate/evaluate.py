@@ -16,8 +16,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 from ase.stress import voigt_6_to_full_3x3_stress
+from tqdm import tqdm
 
-from macelerate.data.labels import LabelKeys, stack_labels
+from macelerate.data.labels import LabelKeys, energy_labels, forces_labels, stack_labels
 from macelerate.errors import DataFileError
 from macelerate.models.potential import Potential
 
@@ -107,16 +108,30 @@ def predict_batched(
     *,
     batch_size: int,
     compute_stress: bool,
+    progress: bool = False,
+    description: str = "model",
 ) -> References:
-    """Predictions of ``potential`` for every structure, ``batch_size`` structures per call."""
+    """Predictions of ``potential`` for every structure, ``batch_size`` structures per call.
+
+    Args:
+        potential: the model.
+        structures: the structures (never modified).
+        batch_size: structures per model call.
+        compute_stress: also predict stress (every structure periodic in 3D).
+        progress: show a progress bar over the structures (on stderr).
+        description: the bar's label.
+    """
     energy, forces, stress = [], [], []
-    for start in range(0, len(structures), batch_size):
-        chunk = list(structures[start : start + batch_size])
-        prediction = potential.predict(chunk, compute_stress=compute_stress)
-        energy.extend(float(e) for e in prediction.energy)
-        forces.extend(np.split(prediction.forces, prediction.ptr[1:-1]))
-        if prediction.stress is not None:
-            stress.extend(prediction.stress)
+    bar = tqdm(total=len(structures), disable=not progress, desc=description, unit="structure")
+    with bar:
+        for start in range(0, len(structures), batch_size):
+            chunk = list(structures[start : start + batch_size])
+            prediction = potential.predict(chunk, compute_stress=compute_stress)
+            energy.extend(float(e) for e in prediction.energy)
+            forces.extend(np.split(prediction.forces, prediction.ptr[1:-1]))
+            if prediction.stress is not None:
+                stress.extend(prediction.stress)
+            bar.update(len(chunk))
     return References(energy, forces, stress if compute_stress else None)
 
 
@@ -124,9 +139,9 @@ def label_references(structures: Sequence[Atoms], keys: LabelKeys, *, source: st
     """Reference labels named by ``keys``; a missing label raises ``DataFileError``."""
     energy = forces = stress = None
     if keys.energy:
-        energy = [float(e) for e in stack_labels(structures, keys.energy, path=source)]
+        energy = energy_labels(structures, keys.energy, path=source)
     if keys.forces:
-        forces = [f.reshape(-1, 3) for f in stack_labels(structures, keys.forces, path=source)]
+        forces = forces_labels(structures, keys.forces, path=source)
     if keys.stress:
         labels = stack_labels(structures, keys.stress, path=source)
         stress = [stress_3x3(s, index=i, path=source) for i, s in enumerate(labels)]
@@ -189,6 +204,7 @@ def evaluate(
     reference: Potential | None = None,
     batch_size: int = 8,
     source: str = "<structures>",
+    progress: bool = False,
 ) -> AccuracyReport:
     """Errors of ``potential`` against the labels named by ``keys`` or against ``reference``.
 
@@ -201,6 +217,8 @@ def evaluate(
             every structure is periodic in all three directions).
         batch_size: structures per model call.
         source: name of the data used in error messages.
+        progress: show progress bars over the structures (on stderr): one for ``reference``'s
+            predictions, if any, and one for ``potential``'s.
 
     Returns:
         An :class:`AccuracyReport`.
@@ -215,9 +233,11 @@ def evaluate(
     else:
         with_stress = all(bool(atoms.pbc.all()) for atoms in structures)
         references = predict_batched(
-            reference, structures, batch_size=batch_size, compute_stress=with_stress
-        )
+            reference, structures, batch_size=batch_size, compute_stress=with_stress,
+            progress=progress, description="reference",
+        )  # fmt: skip
     predicted = predict_batched(
-        potential, structures, batch_size=batch_size, compute_stress=with_stress
-    )
+        potential, structures, batch_size=batch_size, compute_stress=with_stress,
+        progress=progress, description="model",
+    )  # fmt: skip
     return compare(structures, predicted, references)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,9 +27,8 @@ from ase.data import chemical_symbols
 from macelerate.bench.memory import is_out_of_memory
 from macelerate.bench.systems import SYSTEMS, BuiltSystem, build_system, repeat_structure
 from macelerate.bench.worker import (
-    ENGINES,
     LEVERS,
-    REFERENCE_ENGINE,
+    REFERENCE_ENGINES,
     RESULT_PREFIX,
     lever_options,
 )
@@ -36,6 +36,10 @@ from macelerate.errors import MacelerateError, UnknownElementError
 
 SCHEMA = "macelerate-bench/1"
 DTYPES = ("float64", "float32")
+SPREAD_LIMIT = 2.0
+"""A run whose slowest timed step took more than this many times its fastest is flagged
+``unreliable``: on a quiet machine repeated steps agree within tens of percent, so a larger spread
+means other work shared the cores and the median may be off."""
 
 
 class BenchSpecError(MacelerateError, ValueError):
@@ -59,7 +63,10 @@ class BenchSpec:
         repeats: timed steps per run.
         warmup: untimed steps before them.
         stress: macelerate computes stress too (periodic structures); mace-torch always does.
-        reference: also time mace-torch's ``MACECalculator``.
+        references: reference engines timed beside macelerate: ``"mace-torch"`` (its
+            ``MACECalculator``) and/or ``"symmetrix"`` (Symmetrix-XL, optional extra ``peers``).
+        threads: CPU threads per worker (``torch.set_num_threads`` and ``OMP_NUM_THREADS``);
+            None keeps the environment's setting.
         memory_limit_gb: GiB of virtual address space per worker (RLIMIT_AS), CPU only.
         timeout_s: seconds a worker may run before it is killed (status ``"error"``).
         seed: seed of the built systems and of the moves between steps.
@@ -75,7 +82,8 @@ class BenchSpec:
     repeats: int = 5
     warmup: int = 3
     stress: bool = False
-    reference: bool = True
+    references: tuple[str, ...] = ("mace-torch",)
+    threads: int | None = None
     memory_limit_gb: float | None = None
     timeout_s: float = 1800.0
     seed: int = 0
@@ -99,6 +107,13 @@ class BenchSpec:
                 problems.append(str(error))
         if not self.levers:
             problems.append(f"give at least one lever ({', '.join(LEVERS)}, precision:<preset>)")
+        unknown = [name for name in self.references if name not in REFERENCE_ENGINES]
+        if unknown:
+            problems.append(
+                f"unknown reference engine(s) {unknown}; choose from {', '.join(REFERENCE_ENGINES)}"
+            )
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be >= 1, got {self.threads}")
         if self.repeats < 1 or self.warmup < 0:
             problems.append("repeats must be >= 1 and warmup >= 0")
         if self.memory_limit_gb is not None and self.memory_limit_gb <= 0:
@@ -133,6 +148,8 @@ class BenchResult:
     graph_ms: dict[str, float] | None = None
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
+    ms_spread: float | None = None
+    unreliable: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The row as the JSON object of the results file (keys in schema order)."""
@@ -192,15 +209,18 @@ def _worker_spec(spec: BenchSpec, model: str, structure: Path, engine: str, leve
         "engine": engine, "model": str(model), "structure": str(structure),
         "device": spec.device, "dtype": spec.dtype, "lever": lever, "repeats": spec.repeats,
         "warmup": spec.warmup, "stress": spec.stress, "memory_limit_gb": spec.memory_limit_gb,
-        "seed": spec.seed,
+        "seed": spec.seed, "threads": spec.threads,
     }  # fmt: skip
 
 
 def run_worker(worker_spec: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
     """Run one worker process and return its measured fields (or the failure as a result)."""
     command = [sys.executable, "-m", "macelerate.bench.worker", json.dumps(worker_spec)]
+    env = dict(os.environ)
+    if worker_spec.get("threads"):
+        env["OMP_NUM_THREADS"] = str(worker_spec["threads"])
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": f"timeout after {timeout_s:g} s"}
     for line in reversed(done.stdout.splitlines()):
@@ -220,10 +240,18 @@ def run_worker(worker_spec: dict[str, Any], *, timeout_s: float) -> dict[str, An
     return {"status": status, "error": f"worker exited with code {done.returncode}: {tail}"}
 
 
+def timing_spread(ms_per_step: dict[str, float] | None) -> float | None:
+    """Slowest over fastest timed step (``max / min`` of a row's ``ms_per_step``), or None."""
+    if not ms_per_step or not ms_per_step.get("min"):
+        return None
+    return float(ms_per_step["max"]) / float(ms_per_step["min"])
+
+
 def _row(
     model: str, label: str, engine: str, lever: str, built: BuiltSystem, fields: dict
 ) -> BenchResult:
     ms, n_edges = fields.get("ms_per_step"), fields.get("n_edges")
+    spread = timing_spread(ms)
     n_atoms = int(fields.get("n_atoms") or len(built.atoms))
     return BenchResult(
         model=model, model_label=label, engine=engine, lever=lever, system=built.label,
@@ -231,6 +259,7 @@ def _row(
         mean_neighbors=n_edges / n_atoms if n_edges is not None else None, ms_per_step=ms,
         steps_per_s=1000.0 / ms["median"] if ms else None, graph_ms=fields.get("graph_ms"),
         peak_memory_mb=fields.get("peak_memory_mb"), memory_kind=fields.get("memory_kind"),
+        ms_spread=spread, unreliable=None if spread is None else spread > SPREAD_LIMIT,
     )  # fmt: skip
 
 
@@ -238,12 +267,11 @@ def _measure(
     spec: BenchSpec, model: str, facts: _ModelFacts, structure: Path, engine: str, lever: str
 ) -> dict[str, Any]:
     """One worker's fields, or the reason the reference engine cannot run this model."""
-    if engine == REFERENCE_ENGINE and facts.kind != "mace-pickle":
+    if engine in REFERENCE_ENGINES and facts.kind not in ("mace-pickle", "checkpoint"):
         return {
             "status": "error",
-            "error": f"mace-torch's MACECalculator reads only pickled mace-torch .model files; "
-            f"{model} is a {facts.kind}; pass the original .model file to compare, "
-            "or --no-reference",
+            "error": f"reference engines run plain mace-torch models; {model} is a "
+            f"{facts.kind}; pass the original .model file to compare, or --reference none",
         }
     return run_worker(_worker_spec(spec, model, structure, engine, lever), timeout_s=spec.timeout_s)
 
@@ -268,8 +296,8 @@ def run_bench(
     labels = model_labels(spec.models)
     facts = [_model_facts(model) for model in spec.models]
     structures = [_structures(spec, f, model) for f, model in zip(facts, spec.models)]
-    runs = [(ENGINES[0], lever) for lever in spec.levers]
-    runs += [(REFERENCE_ENGINE, "exact")] if spec.reference else []
+    runs = [("macelerate", lever) for lever in spec.levers]
+    runs += [(engine, "exact") for engine in spec.references]
     results: list[BenchResult] = []
     device: str | None = None
     with tempfile.TemporaryDirectory(prefix="macelerate-bench-") as tmp:

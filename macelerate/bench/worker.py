@@ -6,9 +6,10 @@ prints exactly one line starting with :data:`RESULT_PREFIX` followed by a JSON o
 measured fields of a bench row (``status``, ``error``, ``n_atoms``, ``n_edges``,
 ``ms_per_step``, ``graph_ms``, ``peak_memory_mb``, ``memory_kind``) plus ``device_name``.
 
-Spec keys: ``engine`` ("macelerate" or "mace-torch"), ``model`` (path), ``structure`` (an ASE
-file holding one structure), ``device``, ``dtype``, ``lever``, ``repeats``, ``warmup``,
-``stress`` (bool), ``memory_limit_gb`` (float or null), ``seed``.
+Spec keys: ``engine`` ("macelerate", "mace-torch" or "symmetrix"), ``model`` (path), ``structure``
+(an ASE file holding one structure), ``device``, ``dtype``, ``lever``, ``repeats``, ``warmup``,
+``stress`` (bool), ``memory_limit_gb`` (float or null), ``seed``, ``threads`` (int or null: the
+worker's environment already carries ``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,30 +30,58 @@ from macelerate.bench.memory import PeakMemoryTracker, is_out_of_memory, limit_a
 from macelerate.bench.timing import time_callable
 
 RESULT_PREFIX = "macelerate-bench-result: "
-ENGINES = ("macelerate", "mace-torch")
+ENGINES = ("macelerate", "mace-torch", "symmetrix")
+REFERENCE_ENGINES = ("mace-torch", "symmetrix")
 REFERENCE_ENGINE = "mace-torch"
-LEVERS = {"exact": {}, "unfused": {"fuse_message_passing": False}}
+LEVERS: dict[str, dict[str, Any]] = {
+    "exact": {},
+    "unfused": {"fuse_message_passing": False},
+    "conv-only": {"runtime": "conv-only"},
+    "tabulated": {"radial": "tabulated"},
+}
 """Speed levers a macelerate run may pull, as options of :func:`macelerate.load`: ``exact`` is the
-default runtime (same results as mace-torch, fused edge tensor product of
-:mod:`macelerate.runtime.fused_conv`); ``unfused`` runs mace-torch's own interaction modules.
-Besides these, ``precision:<preset>`` runs a precision policy (:data:`macelerate.precision.PRESETS`;
-the bench ``dtype`` is then not used)."""
+default runtime (results equal mace-torch's to rounding: :func:`macelerate.transforms.fuse`);
+``unfused`` runs mace-torch's own interaction modules on macelerate's graphs; ``conv-only`` fuses
+only the convolution (the runtime before the table-based contraction and dead-block skipping);
+``tabulated`` adds tabulated radial MLPs (approximate). ``precision:<preset>`` runs a precision
+policy (:data:`macelerate.precision.PRESETS`; the bench ``dtype`` is then not used). Levers join
+with ``+``, e.g. ``tabulated+precision:fp32``."""
 PRECISION_LEVER = "precision:"
 
 
 def lever_options(lever: str) -> dict[str, Any]:
     """The :func:`macelerate.load` options of a lever name; ValueError for unknown levers."""
-    if lever.startswith(PRECISION_LEVER):
-        from macelerate.precision.policy import PRESETS
+    options: dict[str, Any] = {}
+    for part in lever.split("+"):
+        if part.startswith(PRECISION_LEVER):
+            from macelerate.precision.policy import PRESETS
 
-        preset = lever.removeprefix(PRECISION_LEVER)
-        if preset not in PRESETS:
-            raise ValueError(f"unknown precision preset {preset!r}; known: {', '.join(PRESETS)}")
-        return {"precision": preset}
-    if lever not in LEVERS:
-        known = [*LEVERS, *(f"{PRECISION_LEVER}<preset>",)]
-        raise ValueError(f"unknown lever {lever!r}; known: {', '.join(known)}")
-    return dict(LEVERS[lever])
+            preset = part.removeprefix(PRECISION_LEVER)
+            if preset not in PRESETS:
+                raise ValueError(
+                    f"unknown precision preset {preset!r}; known: {', '.join(PRESETS)}"
+                )
+            options["precision"] = preset
+        elif part in LEVERS:
+            options.update(LEVERS[part])
+        else:
+            known = [*LEVERS, f"{PRECISION_LEVER}<preset>"]
+            raise ValueError(f"unknown lever {part!r}; known: {', '.join(known)} (join with +)")
+    return options
+
+
+def _load_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Lever options -> :func:`macelerate.load` keywords."""
+    options = dict(options)
+    if options.pop("runtime", None) == "conv-only":
+        from macelerate.runtime.accelerate import RuntimeOptions
+
+        options["fuse_message_passing"] = RuntimeOptions(
+            fast_products=False, skip_dead_blocks=False
+        )
+    return options
+
+
 JITTER = 1e-3
 """Å, standard deviation of the random moves between steps (so nothing is reused)."""
 MAX_ERROR_CHARS = 400
@@ -59,10 +89,11 @@ MAX_ERROR_CHARS = 400
 
 @dataclass(frozen=True)
 class Engine:
-    """What a worker times: a full step, the graph part alone, and the graph's edge count."""
+    """What a worker times: a full step, the graph part alone (None if the engine does not
+    expose it), and the graph's edge count."""
 
     step: Callable[[], object]
-    graph: Callable[[], object]
+    graph: Callable[[], object] | None
     n_edges: int
 
 
@@ -71,7 +102,7 @@ def _macelerate_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
 
     options = lever_options(spec["lever"])
     dtype = None if "precision" in options else spec["dtype"]
-    potential = load(spec["model"], device=spec["device"], dtype=dtype, **options)
+    potential = load(spec["model"], device=spec["device"], dtype=dtype, **_load_options(options))
     stress = bool(spec["stress"]) and bool(atoms.pbc.all())
     n_edges = int(potential.build_graph(atoms)["edge_index"].shape[1])
     return Engine(
@@ -87,8 +118,11 @@ def _mace_torch_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
     import_mace()
     from mace.calculators import MACECalculator
 
+    from macelerate.bench.peers import safe_mace_pickle
+
+    model = safe_mace_pickle(spec["model"], out_dir=Path(spec["structure"]).parent)
     calc = MACECalculator(
-        model_paths=str(spec["model"]), device=spec["device"], default_dtype=spec["dtype"]
+        model_paths=str(model), device=spec["device"], default_dtype=spec["dtype"]
     )
     n_edges = int(calc._atoms_to_batch(atoms)["edge_index"].shape[1])
     # MACECalculator.calculate always computes energy, forces and stress (MACE model type).
@@ -96,6 +130,26 @@ def _mace_torch_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
         step=lambda: calc.calculate(atoms, ["energy", "forces"]),
         graph=lambda: calc._atoms_to_batch(atoms),
         n_edges=n_edges,
+    )
+
+
+def _symmetrix_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
+    from ase.calculators.calculator import all_changes
+
+    from macelerate.bench.peers import symmetrix_model
+    from macelerate.graph.neighbors import radius_graph
+    from macelerate.models.loading import read_model_file
+
+    model = symmetrix_model(spec["model"])
+    from symmetrix import Symmetrix
+
+    calc = Symmetrix(str(model), dtype=spec["dtype"])
+    r_max = float(read_model_file(spec["model"])[0].r_max)
+    edges = radius_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff=r_max)[0]
+    return Engine(
+        step=lambda: calc.calculate(atoms, ["energy", "forces"], all_changes),
+        graph=None,
+        n_edges=int(edges.shape[1]),
     )
 
 
@@ -114,7 +168,14 @@ def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[s
     known = {} if known is None else known
     atoms = ase.io.read(spec["structure"])
     known["n_atoms"] = len(atoms)
-    builder = _mace_torch_engine if spec["engine"] == REFERENCE_ENGINE else _macelerate_engine
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    builders = {
+        "macelerate": _macelerate_engine,
+        "mace-torch": _mace_torch_engine,
+        "symmetrix": _symmetrix_engine,
+    }
+    builder = builders[spec["engine"]]
     with quiet_model_construction():
         engine = builder(spec, atoms)
     known["n_edges"] = engine.n_edges
@@ -136,8 +197,12 @@ def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[s
         on_timed_start=tracker.reset,
     )
     memory = tracker.read()
-    graph = time_callable(
-        engine.graph, warmup=1, repeats=spec["repeats"], device=spec["device"], before=move
+    graph = (
+        time_callable(
+            engine.graph, warmup=1, repeats=spec["repeats"], device=spec["device"], before=move
+        )
+        if engine.graph is not None
+        else None
     )
     return {
         "status": "ok",
@@ -145,7 +210,7 @@ def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[s
         "n_atoms": len(atoms),
         "n_edges": engine.n_edges,
         "ms_per_step": step.summary(),
-        "graph_ms": graph.summary(),
+        "graph_ms": graph.summary() if graph is not None else None,
         "peak_memory_mb": memory.peak_mb,
         "memory_kind": memory.kind,
         "device_name": device_name(spec["device"]),

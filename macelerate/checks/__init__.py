@@ -1,7 +1,9 @@
 """Physical checks of a Potential: symmetry, equigrad, finite differences, NVE drift, smoothness.
 
-Each check is a function that returns a frozen dataclass of numbers; :func:`run_checks` runs them
-all on one structure (``macelerate check`` on the command line).
+Each check is a function that returns a frozen dataclass of numbers with a ``verdicts(tolerances)``
+method; :func:`run_checks` runs them all on one structure and judges every number against the
+limits of the model's precision tier (:mod:`macelerate.checks.thresholds`; ``macelerate check``
+on the command line, which exits with status 1 when a check fails).
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ from macelerate.checks.nve import NVEResult, check_nve, energy_fluctuation, fit_
 from macelerate.checks.smoothness import SmoothnessResult, check_smoothness
 from macelerate.checks.suite import CheckConfig, CheckReport, default_structure, run_checks
 from macelerate.checks.symmetry import SymmetryResult, TransformErrors, check_symmetry
+from macelerate.checks.thresholds import (
+    TOLERANCES,
+    Tolerances,
+    Verdict,
+    judge,
+    precision_tier,
+    tolerances_for,
+)
 
 __all__ = [
+    "TOLERANCES",
     "CheckConfig",
     "CheckReport",
     "EquigradResult",
@@ -28,7 +39,9 @@ __all__ = [
     "NVEResult",
     "SmoothnessResult",
     "SymmetryResult",
+    "Tolerances",
     "TransformErrors",
+    "Verdict",
     "check_equigrad",
     "check_gradients",
     "check_nve",
@@ -40,6 +53,9 @@ __all__ = [
     "equigrad_norm",
     "fit_drift",
     "graph_equigrad_norm",
+    "judge",
     "potential_energy_fn",
+    "precision_tier",
     "run_checks",
+    "tolerances_for",
 ]

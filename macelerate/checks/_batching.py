@@ -11,6 +11,11 @@ from ase import Atoms
 from macelerate.models.potential import Potential
 
 
+def nan_max(values: Sequence[float]) -> float:
+    """The largest value, NaN if any is NaN (Python's ``max`` would skip NaN), 0 if empty."""
+    return float(np.max(np.asarray(values, dtype=np.float64), initial=0.0))
+
+
 @dataclass(frozen=True)
 class StructureOutput:
     """Outputs of one structure.
@@ -69,7 +74,9 @@ def predict_each(
 
 
 def ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, 0 for 0/0 and inf for x/0."""
+    """``numerator / denominator``, 0 for 0/0, inf for x/0, NaN if either is NaN."""
+    if np.isnan(numerator) or np.isnan(denominator):
+        return float("nan")
     if denominator > 0:
         return numerator / denominator
     return 0.0 if numerator == 0 else float("inf")

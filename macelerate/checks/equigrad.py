@@ -27,6 +27,7 @@ import torch
 from ase import Atoms
 
 from macelerate.checks._batching import ratio
+from macelerate.checks.thresholds import EQUIGRAD_FLOOR_PER_ATOM, Tolerances, Verdict, judge
 from macelerate.models.potential import Potential
 
 EnergyFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,7 +41,8 @@ class EquigradResult:
         norm: max over structures of ||∂E/∂G||_F at G = 0, in eV.
         per_structure: ||∂E/∂G||_F of each structure, eV.
         scale: Σ_i |F_i| |x_i - x̄| in eV (largest structure value), the size torques could have.
-        relative: ``norm / scale``.
+        relative: ``norm / max(scale, n_atoms x 1 eV)`` (the floor keeps near-zero forces
+            from inflating it).
         dtype: the model's float dtype.
     """
 
@@ -49,6 +51,15 @@ class EquigradResult:
     scale: float
     relative: float
     dtype: str
+
+    def verdicts(self, tolerances: Tolerances) -> list[Verdict]:
+        """The relative equigrad against ``tolerances.equigrad_rel``."""
+        hint = (
+            "the energy changes under an infinitesimal rotation: the model is not "
+            "rotation-invariant (see the rotation rows)"
+        )
+        return [judge("equigrad", "||dE/dG|| (rel)", self.relative, tolerances.equigrad_rel,
+                      hint=hint)]  # fmt: skip
 
 
 def rotate_inputs(
@@ -177,6 +188,6 @@ def check_equigrad(potential: Potential, atoms: Atoms) -> EquigradResult:
         norm=norm,
         per_structure=tuple(float(n) for n in norms),
         scale=scale,
-        relative=ratio(norm, scale),
+        relative=ratio(norm, max(scale, EQUIGRAD_FLOOR_PER_ATOM * len(atoms))),
         dtype=str(potential.dtype).removeprefix("torch."),
     )

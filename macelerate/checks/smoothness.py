@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from macelerate.checks._batching import predict_each, ratio
+from macelerate.checks.thresholds import Tolerances, Verdict, judge
 from macelerate.errors import StructureError
 from macelerate.graph.neighbors import radius_graph
 from macelerate.models.potential import Potential
@@ -31,8 +32,11 @@ class SmoothnessResult:
         step: distance between consecutive points, Å.
         max_energy_slope: max |ΔE| / step between consecutive points, eV/Å.
         max_force_jump: max over consecutive points of the largest per-atom |ΔF|, eV/Å.
-        energy_ratio: max |ΔE| / median |ΔE| (about 1-10 when smooth).
-        force_ratio: max |ΔF| / median |ΔF| (about 1-10 when smooth).
+        energy_ratio: max |ΔE| / median |ΔE| (about 1-10 when smooth). The median is raised to
+            2 x the median |Δ²E| where that is larger: rounding noise (large float32 energies,
+            half precision) makes second differences as large as first ones, while a smooth path
+            keeps them far smaller, and one jump moves neither median.
+        force_ratio: max |ΔF| / median |ΔF| (about 1-10 when smooth), with the same floor.
         max_neighbors: the hard neighbour cap used to build graphs (None: no cap).
     """
 
@@ -44,6 +48,18 @@ class SmoothnessResult:
     energy_ratio: float
     force_ratio: float
     max_neighbors: int | None
+
+    def verdicts(self, tolerances: Tolerances) -> list[Verdict]:
+        """Jump ratios of energy and forces against ``tolerances.smoothness_ratio``."""
+        hint = (
+            "the energy or forces jump along a smooth path: a discontinuity such as a hard "
+            "neighbour cap (train or run with the smooth cap) or a cutoff without an envelope"
+        )
+        limit = tolerances.smoothness_ratio
+        return [
+            judge("smoothness", "energy jump / median", self.energy_ratio, limit, hint=hint),
+            judge("smoothness", "force jump / median", self.force_ratio, limit, hint=hint),
+        ]
 
 
 def cutoff_crossing(atoms: Atoms, atom: int, *, cutoff: float) -> tuple[np.ndarray, float]:
@@ -130,9 +146,12 @@ def check_smoothness(
     outputs = predict_each(
         potential, structures, batch_size=batch_size, max_neighbors=max_neighbors
     )
-    energy_steps = np.abs(np.diff([out.energy for out in outputs]))  # [n_points - 1] eV
+    energies = np.array([out.energy for out in outputs])  # [n_points] eV
+    energy_steps = np.abs(np.diff(energies))  # [n_points - 1] eV
+    energy_noise = 2.0 * np.median(np.abs(np.diff(energies, n=2)))  # eV
     forces = np.stack([out.forces for out in outputs])  # [n_points, n_atoms, 3]
     force_steps = np.linalg.norm(np.diff(forces, axis=0), axis=2).max(axis=1)  # [n_points - 1]
+    force_noise = 2.0 * np.median(np.linalg.norm(np.diff(forces, n=2, axis=0), axis=2).max(axis=1))
     step = span / (n_points - 1)
     return SmoothnessResult(
         atom=atom,
@@ -140,7 +159,11 @@ def check_smoothness(
         step=step,
         max_energy_slope=float(energy_steps.max() / step),
         max_force_jump=float(force_steps.max()),
-        energy_ratio=ratio(float(energy_steps.max()), float(np.median(energy_steps))),
-        force_ratio=ratio(float(force_steps.max()), float(np.median(force_steps))),
+        energy_ratio=ratio(
+            float(energy_steps.max()), float(max(np.median(energy_steps), energy_noise))
+        ),
+        force_ratio=ratio(
+            float(force_steps.max()), float(max(np.median(force_steps), force_noise))
+        ),
         max_neighbors=max_neighbors,
     )

@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
+from tqdm import tqdm
 
 from macelerate.checks.equigrad import EquigradResult, check_equigrad
 from macelerate.checks.gradients import GradientResult, check_gradients
 from macelerate.checks.nve import NVEResult, check_nve
 from macelerate.checks.smoothness import SmoothnessResult, check_smoothness
 from macelerate.checks.symmetry import SymmetryResult, check_symmetry
+from macelerate.checks.thresholds import TOLERANCES, Tolerances, Verdict, tolerances_for
 from macelerate.models.potential import Potential
 
 
@@ -25,8 +27,8 @@ class CheckConfig:
     Attributes:
         n_rotations: proper and improper random rotations each.
         gradient_samples: (atom, direction) pairs for finite-difference forces.
-        fd_step: finite-difference displacement in Å (and strain step); None: 1e-4 in float64,
-            1e-2 in float32.
+        fd_step: finite-difference displacement in Å (and strain step); None: the precision
+            tier's (1e-4 in float64, 1e-2 in float32 and half precision).
         nve_steps: NVE steps; 0 skips the NVE check.
         nve_timestep_fs: NVE time step in fs.
         nve_temperature_k: initial NVE temperature in K.
@@ -48,7 +50,11 @@ class CheckConfig:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Results of every check on one structure (each field documents its units)."""
+    """Results of every check on one structure (each field documents its units).
+
+    ``verdicts`` judge the numbers against ``tolerances`` (chosen for the model's precision
+    tier); ``passed`` is true when every verdict passed.
+    """
 
     structure: str
     n_atoms: int
@@ -61,10 +67,29 @@ class CheckReport:
     smoothness: SmoothnessResult
     seconds: float
     config: CheckConfig = field(default_factory=CheckConfig)
+    tolerances: Tolerances = TOLERANCES["float64"]
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when every verdict passed."""
+        return all(verdict.passed for verdict in self.verdicts)
+
+    @property
+    def failures(self) -> tuple[Verdict, ...]:
+        """The verdicts that failed."""
+        return tuple(verdict for verdict in self.verdicts if not verdict.passed)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready numbers (``symmetry`` also carries ``max_relative``)."""
-        return {**asdict(self), "symmetry": self.symmetry.to_dict()}
+        """JSON-ready numbers (with ``symmetry.max_relative`` and the overall ``passed``)."""
+        return {**asdict(self), "symmetry": self.symmetry.to_dict(), "passed": self.passed}
+
+    def verdict(self, check: str, quantity: str) -> Verdict | None:
+        """The verdict of one row of :meth:`rows`, or None if that number is not judged."""
+        for verdict in self.verdicts:
+            if (verdict.check, verdict.quantity) == (check, quantity):
+                return verdict
+        return None
 
     def rows(self) -> list[tuple[str, str, float, str]]:
         """(check, quantity, value, unit) rows for a table; quantities not computed are left out."""
@@ -125,12 +150,19 @@ def default_structure(atomic_numbers: list[int], *, seed: int = 0) -> Atoms:
     return Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
 
 
+def _advance(bar: tqdm, next_stage: str) -> None:
+    bar.update(1)
+    bar.set_postfix_str(next_stage)
+
+
 def run_checks(
     potential: Potential,
     atoms: Atoms,
     *,
     config: CheckConfig | None = None,
     structure: str = "built-in",
+    tolerances: Tolerances | None = None,
+    progress: bool = False,
 ) -> CheckReport:
     """Symmetry, equigrad, finite-difference, NVE and smoothness checks of one structure.
 
@@ -139,27 +171,46 @@ def run_checks(
         atoms: the structure (never modified).
         config: check settings.
         structure: a name for the structure, recorded in the report.
+        tolerances: pass limits; default: those of the model's precision tier
+            (:func:`~macelerate.checks.thresholds.tolerances_for`).
+        progress: show a progress bar over the checks (on stderr).
 
     Returns:
-        A :class:`CheckReport`.
+        A :class:`CheckReport` with a verdict per judged number. The NVE check is skipped for
+        fewer than 2 atoms (no dynamics).
     """
     config = config or CheckConfig()
+    tolerances = tolerances or tolerances_for(potential)
+    run_nve = config.nve_steps > 0 and len(atoms) > 1
+    bar = tqdm(total=4 + run_nve, disable=not progress, desc="checks", unit="check")
     start = time.perf_counter()
-    symmetry = check_symmetry(potential, atoms, n_rotations=config.n_rotations, seed=config.seed)
-    equigrad = check_equigrad(potential, atoms)
-    gradients = check_gradients(
-        potential, atoms, n_samples=config.gradient_samples, step=config.fd_step,
-        strain_step=config.fd_step, seed=config.seed,
-    )  # fmt: skip
-    smoothness = check_smoothness(
-        potential, atoms, n_points=config.smoothness_points, span=config.smoothness_span
-    )
-    nve = None
-    if config.nve_steps > 0:
-        nve = check_nve(
-            potential, atoms, steps=config.nve_steps, timestep_fs=config.nve_timestep_fs,
-            temperature_k=config.nve_temperature_k, seed=config.seed,
+    with bar:
+        bar.set_postfix_str("symmetry")
+        symmetry = check_symmetry(
+            potential, atoms, n_rotations=config.n_rotations, seed=config.seed
+        )
+        _advance(bar, "equigrad")
+        equigrad = check_equigrad(potential, atoms)
+        _advance(bar, "finite differences")
+        gradients = check_gradients(
+            potential, atoms, n_samples=config.gradient_samples, step=config.fd_step,
+            strain_step=config.fd_step, seed=config.seed,
         )  # fmt: skip
+        _advance(bar, "smoothness")
+        smoothness = check_smoothness(
+            potential, atoms, n_points=config.smoothness_points, span=config.smoothness_span
+        )
+        _advance(bar, "NVE" if run_nve else "done")
+        nve = None
+        if run_nve:
+            nve = check_nve(
+                potential, atoms, steps=config.nve_steps, timestep_fs=config.nve_timestep_fs,
+                temperature_k=config.nve_temperature_k, seed=config.seed,
+            )  # fmt: skip
+            _advance(bar, "done")
+    results = (symmetry, equigrad, gradients, nve, smoothness)
+    verdicts = tuple(v for result in results if result is not None
+                     for v in result.verdicts(tolerances))  # fmt: skip
     return CheckReport(
         structure=structure,
         n_atoms=len(atoms),
@@ -172,4 +223,6 @@ def run_checks(
         smoothness=smoothness,
         seconds=time.perf_counter() - start,
         config=config,
+        tolerances=tolerances,
+        verdicts=verdicts,
     )

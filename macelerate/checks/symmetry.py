@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from macelerate.checks._batching import StructureOutput, predict_each, ratio
+from macelerate.checks._batching import StructureOutput, nan_max, predict_each, ratio
+from macelerate.checks.thresholds import (
+    ENERGY_FLOOR_PER_ATOM,
+    FORCE_FLOOR,
+    STRESS_FLOOR,
+    Tolerances,
+    Verdict,
+    judge,
+)
 from macelerate.models.potential import Potential
 from macelerate.testing import rotation_matrix
 
@@ -26,11 +34,14 @@ class TransformErrors:
     Attributes:
         n_copies: transformed copies evaluated.
         energy_abs: max |E(Tx) - E(x)| in eV.
-        energy_rel: ``energy_abs / |E(x)|``.
+        energy_rel: ``energy_abs / max(|E(x)|, n_atoms x 1 eV)``.
         force_abs: max per-atom norm |F(Tx) - T F(x)| in eV/Å.
-        force_rel: ``force_abs`` / the largest per-atom force norm of the original.
+        force_rel: ``force_abs / max(largest per-atom force norm of the original, 1 eV/Å)``.
         stress_abs: max element |σ(Tx) - R σ(x) R^T| in eV/Å³ (None: not periodic in 3D).
-        stress_rel: ``stress_abs`` / max |σ(x)| element (None: not periodic in 3D).
+        stress_rel: ``stress_abs / max(max |σ(x)| element, 0.01 eV/Å³)`` (None: not periodic).
+
+    The floors (:mod:`macelerate.checks.thresholds`) keep relaxed structures, whose forces and
+    stress are near zero, from being judged on rounding alone. NaN anywhere gives NaN here.
     """
 
     n_copies: int
@@ -60,10 +71,38 @@ class SymmetryResult:
             values += [family.energy_rel, family.force_rel]
             if family.stress_rel is not None:
                 values.append(family.stress_rel)
-        return max(values)
+        return nan_max(values)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "max_relative": self.max_relative}
+
+    def verdicts(self, tolerances: Tolerances) -> list[Verdict]:
+        """Energy, force and stress errors of every family against ``tolerances``."""
+        verdicts = []
+        for name in FAMILIES:
+            family: TransformErrors = getattr(self, name)
+            hint = f"{HINTS[name]}; in float32/half, run --dtype float64 to tell rounding apart"
+            verdicts += [
+                judge(name, "energy error (rel)", family.energy_rel,
+                      tolerances.symmetry_energy_rel, hint=hint),
+                judge(name, "force error (rel)", family.force_rel,
+                      tolerances.symmetry_force_rel, hint=hint),
+            ]  # fmt: skip
+            if family.stress_abs is not None:
+                verdicts.append(
+                    judge(name, "stress error (rel)", family.stress_rel,
+                          tolerances.symmetry_stress_rel, hint=hint)
+                )  # fmt: skip
+        return verdicts
+
+
+FAMILIES = ("rotation", "reflection", "translation", "permutation")
+HINTS = {
+    "rotation": "the model is not rotation-equivariant (a term that uses absolute directions)",
+    "reflection": "the model is not reflection-equivariant (a parity-odd term in the energy)",
+    "translation": "the energy depends on absolute positions (a term in x_i, not x_i - x_j)",
+    "permutation": "the result depends on the order of the atoms",
+}
 
 
 @dataclass(frozen=True)
@@ -113,24 +152,30 @@ def _families(
 def _errors(
     reference: StructureOutput, copies: list[_Copy], outputs: list[StructureOutput]
 ) -> TransformErrors:
-    force_scale = float(np.linalg.norm(reference.forces, axis=1).max(initial=0.0))
-    e_abs = f_abs = s_abs = 0.0
+    n_atoms = len(reference.forces)
+    energy_scale = max(abs(reference.energy), ENERGY_FLOOR_PER_ATOM * n_atoms)
+    force_scale = max(float(np.linalg.norm(reference.forces, axis=1).max(initial=0.0)), FORCE_FLOOR)
+    energies, forces, stresses = [], [], []  # NaN-propagating, unlike Python's max()
     for copy, out in zip(copies, outputs):
-        e_abs = max(e_abs, abs(out.energy - reference.energy))
+        energies.append(abs(out.energy - reference.energy))
         expected = reference.forces[copy.order] @ copy.rotation.T  # [n_atoms, 3]
-        f_abs = max(f_abs, float(np.linalg.norm(out.forces - expected, axis=1).max(initial=0.0)))
+        forces.append(nan_max(np.linalg.norm(out.forces - expected, axis=1)))
         if reference.stress is not None:
             stress = copy.rotation @ reference.stress @ copy.rotation.T
-            s_abs = max(s_abs, float(np.abs(out.stress - stress).max()))
-    has_stress = reference.stress is not None
+            stresses.append(nan_max(np.abs(out.stress - stress).ravel()))
+    e_abs, f_abs = nan_max(energies), nan_max(forces)
+    s_abs = s_rel = None
+    if reference.stress is not None:
+        s_abs = nan_max(stresses)
+        s_rel = ratio(s_abs, max(nan_max(np.abs(reference.stress).ravel()), STRESS_FLOOR))
     return TransformErrors(
         n_copies=len(copies),
         energy_abs=e_abs,
-        energy_rel=ratio(e_abs, abs(reference.energy)),
+        energy_rel=ratio(e_abs, energy_scale),
         force_abs=f_abs,
         force_rel=ratio(f_abs, force_scale),
-        stress_abs=s_abs if has_stress else None,
-        stress_rel=ratio(s_abs, float(np.abs(reference.stress).max())) if has_stress else None,
+        stress_abs=s_abs,
+        stress_rel=s_rel,
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from macelerate._version import __version__
@@ -37,13 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the subcommand; bad input exits with status 2 and one message."""
+    """Parse ``argv`` and run the subcommand; bad input exits with status 2 and one message.
+
+    Warnings raised by macelerate itself are printed as one ``macelerate CMD: warning: ...`` line;
+    other libraries' warnings keep Python's format.
+    """
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except MacelerateError as error:
-        print(f"macelerate {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", module="macelerate")  # shown, even where errors
+        default = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if f"{os.sep}macelerate{os.sep}" in str(filename):
+                print(f"macelerate {args.command}: warning: {message}", file=sys.stderr)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            return int(args.run(args) or 0)
+        except MacelerateError as error:
+            print(f"macelerate {args.command}: error: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

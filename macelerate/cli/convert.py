@@ -9,7 +9,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert", help="write a weights-only macelerate checkpoint of a mace-torch model"
     )
-    parser.add_argument("model", help="mace-torch .model file (a pickle: load only trusted files)")
+    parser.add_argument(
+        "model", help="mace-torch .model file (read through an allow-list; no code from it runs)"
+    )
     parser.add_argument("out", help="checkpoint path to write")
     parser.set_defaults(run=run)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from macelerate.cli.common import (
     add_model_options,
+    add_progress_option,
+    add_subcommand,
     load_from_args,
     precision_label,
     write_json,
@@ -15,16 +17,32 @@ from macelerate.cli.common import (
 SCHEMA = "macelerate-eval/1"
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "eval", help="energy/force/stress errors on a labelled data file or against a model"
+    parser = add_subcommand(
+        subparsers,
+        "eval",
+        help="energy/force/stress errors on a labelled data file or against a model",
     )
     add_model_options(parser)
-    parser.add_argument("--data", required=True, help="extended XYZ (or any ASE-readable) file")
-    parser.add_argument("--energy-key", default="energy", help="default: energy")
-    parser.add_argument("--forces-key", default="forces", help="default: forces")
     parser.add_argument(
-        "--stress-key", default=None, help="Voigt-6, 9-vector or 3x3 (default: no stress)"
+        "--data", required=True, help="extended XYZ (or any ASE-readable) file of structures"
+    )
+    parser.add_argument("--energy-key", default="energy", help="label of the reference energy, eV")
+    parser.add_argument(
+        "--forces-key", default="forces", help="label of the reference forces, eV/Å"
+    )
+    parser.add_argument(
+        "--stress-key",
+        default=None,
+        help="label of the reference stress, eV/Å³: Voigt-6, 9-vector or 3x3 (default: stress "
+        "is not compared)",
     )
     parser.add_argument(
         "--against",
@@ -37,11 +55,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--against-dtype",
         default="float64",
         choices=["float64", "float32"],
-        help="precision of the reference model (default: float64)",
+        help="precision of the reference model",
     )
-    parser.add_argument("--label", default=None, help="model label (default: the file stem)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--label", default=None, help="model label in the JSON (default: the model file's stem)"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=8, help="structures per model call"
+    )
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON")
+    add_progress_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -62,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     potential = load_from_args(args)
     report = evaluate(
         potential, structures, keys=keys, reference=reference, batch_size=args.batch_size,
-        source=args.data,
+        source=args.data, progress=not args.no_progress,
     )  # fmt: skip
     against = f" against {args.against}" if args.against else ""
     label = precision_label(args)

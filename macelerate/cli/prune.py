@@ -11,46 +11,113 @@ import argparse
 import time
 from typing import Any
 
-from macelerate.cli.common import write_json
-from macelerate.cli.train import _huber
+from macelerate.cli.common import add_progress_option, add_subcommand, write_json
+from macelerate.cli.train_options import huber_delta
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "prune", help="remove whole (channel, L) blocks of a MACE, then optionally fine-tune"
+    parser = add_subcommand(
+        subparsers,
+        "prune",
+        help="remove whole (channel, L) blocks of a MACE, then optionally fine-tune",
     )
-    parser.add_argument("model", help="mace-torch .model file or macelerate checkpoint")
-    parser.add_argument("--channels", type=int, required=True, help="channels to keep")
-    parser.add_argument("--max-L", type=int, default=None, dest="max_L", help="hidden max L")
-    parser.add_argument("--max-ell", type=int, default=None, help="spherical-harmonics order")
-    parser.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"])
-    parser.add_argument("--calibration", default=None, help="structures scoring the blocks")
-    parser.add_argument("--calibration-count", type=int, default=8)
-    parser.add_argument("--energy-key", default="energy")
-    parser.add_argument("--forces-key", default="forces")
-    parser.add_argument("--out", required=True, help="macelerate checkpoint to write")
-    parser.add_argument("--mace-model", default=None, metavar="OUT.model",
-                        help="also write a mace-torch .model pickle (MACECalculator, LAMMPS)")
-    recovery = parser.add_argument_group("recovery fine-tuning")
-    recovery.add_argument("--finetune", default=None, metavar="DATA", help="labelled structures")
-    recovery.add_argument("--distill-weight", type=float, default=0.0,
-                          help="targets = w * unpruned model + (1 - w) * labels")
-    recovery.add_argument("--epochs", type=int, default=5)
-    recovery.add_argument("--max-steps", type=int, default=None)
-    recovery.add_argument("--batch-size", type=int, default=2)
-    recovery.add_argument("--lr", type=float, default=5e-3)
-    recovery.add_argument("--huber-delta", type=_huber, default=0.01, help="'none' for MSE")
-    recovery.add_argument("--dtype", default="float32", choices=["float64", "float32"])
-    recovery.add_argument("--checkpoint", default=None, metavar="STATE")
-    recovery.add_argument("--resume", action="store_true")
-    recovery.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--test", default=None, metavar="DATA", help="report accuracy here")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, metavar="REPORT")
+    add = parser.add_argument
+    add("model", help="mace-torch .model file or macelerate checkpoint")
+    add("--channels", type=int, required=True, help="channels to keep in every channel space")
+    add(
+        "--max-L",
+        type=int,
+        default=None,
+        dest="max_L",
+        help="largest L of the hidden features to keep (default: unchanged)",
+    )
+    add(
+        "--max-ell",
+        type=int,
+        default=None,
+        help="largest spherical-harmonic order of the edges to keep (default: unchanged)",
+    )
+    add(
+        "--importance",
+        default="taylor",
+        choices=["taylor", "magnitude", "random"],
+        help="block scores: Taylor loss estimate on --calibration, weight magnitude, or random "
+        "(a control)",
+    )
+    add(
+        "--calibration",
+        default=None,
+        metavar="DATA",
+        help="structures scoring the blocks (taylor; default: none)",
+    )
+    add("--calibration-count", type=int, default=8, help="first N calibration structures used")
+    add("--energy-key", default="energy", help="total-energy label (eV) in the data files")
+    add("--forces-key", default="forces", help="forces label (eV/Å) in the data files")
+    add("--out", required=True, help="macelerate checkpoint to write")
+    add(
+        "--mace-model",
+        default=None,
+        metavar="OUT.model",
+        help="also write a mace-torch .model pickle (MACECalculator, LAMMPS; default: no)",
+    )
+    add(
+        "--test",
+        default=None,
+        metavar="DATA",
+        help="report accuracy and time per step on these structures (default: none)",
+    )
+    add("--seed", type=int, default=0, help="seed of random scores, Taylor probes and training")
+    add("--json", default=None, metavar="REPORT", help="write the summary here (default: no)")
+    add_progress_option(parser)
+    _add_recovery_options(parser.add_argument_group("recovery fine-tuning"))
     parser.set_defaults(run=run)
 
 
-def _accuracy(model: Any, structures: list, keys: Any) -> dict[str, float]:
+def _add_recovery_options(group: Any) -> None:
+    add = group.add_argument
+    add(
+        "--finetune",
+        default=None,
+        metavar="DATA",
+        help="labelled structures to fine-tune the pruned model on (default: no recovery)",
+    )
+    add(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="targets = w * unpruned model + (1 - w) * labels",
+    )
+    add("--epochs", type=int, default=5, help="passes over the fine-tuning structures")
+    add(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many optimisation steps (default: --epochs decides)",
+    )
+    add("--batch-size", type=int, default=2, help="structures per optimisation step")
+    add("--lr", type=float, default=5e-3, help="peak learning rate")
+    add(
+        "--huber-delta",
+        type=huber_delta,
+        default=0.01,
+        help="Huber loss threshold per term; 'none' for MSE",
+    )
+    add(
+        "--dtype",
+        default="float32",
+        choices=["float64", "float32"],
+        help="dtype of the fine-tuning",
+    )
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="STATE",
+        help="save the training state here to resume (default: no)",
+    )
+    add("--resume", action="store_true", help="resume from --checkpoint")
+
+
+def _accuracy(model: Any, structures: list, keys: Any) -> dict[str, float | None]:
     from macelerate.evaluate import evaluate
     from macelerate.models.loading import load
 
@@ -89,7 +156,7 @@ def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) ->
 
 def run(args: argparse.Namespace) -> int:
     from macelerate.atomic_io import write_atomically
-    from macelerate.compress import prune
+    from macelerate.compress import prune, recovery_record
     from macelerate.data.labels import LabelKeys, read_structures
     from macelerate.models.checkpoint import make_provenance, save_checkpoint
     from macelerate.models.config import describe_mace_model
@@ -102,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     pruned, report = prune(
         original, channels=args.channels, max_L=args.max_L, max_ell=args.max_ell,
         importance=args.importance, calibration=calibration, label_keys=keys, seed=args.seed,
+        progress=not args.no_progress,
     )  # fmt: skip
     summary: dict[str, Any] = {"prune": report.to_dict()}
     test = read_structures(args.test) if args.test else None
@@ -111,12 +179,11 @@ def run(args: argparse.Namespace) -> int:
         summary["ms_per_step_float32"] = {
             "original": _ms_per_step(original, test[0]), "pruned": _ms_per_step(pruned, test[0])
         }  # fmt: skip
-    transforms = [*source.transforms_applied, {"transform": "prune", **report.to_dict()}]
+    transforms = [*source.transforms_applied, report.to_record()]
     if args.finetune:
         pruned, train_report = _recover(pruned, original, args, keys)
         summary["recovery"] = {"steps": train_report.steps, "history": train_report.history}
-        transforms.append({"transform": "recovery", "data": args.finetune,
-                           "steps": train_report.steps})  # fmt: skip
+        transforms.append(recovery_record(data=args.finetune, steps=train_report.steps))
         if test:
             summary["recovered_test"] = _accuracy(pruned, test, keys)
     save_checkpoint(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from macelerate.cli.common import add_subcommand
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -13,8 +15,8 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "report", help="report.md and PNG figures from bench and eval JSON files"
+    parser = add_subcommand(
+        subparsers, "report", help="report.md and PNG figures from bench and eval JSON files"
     )
     parser.add_argument(
         "results", nargs="+", metavar="RESULTS.json", help="`bench --json` or `eval --json` files"

@@ -2,27 +2,23 @@
 
 ``prune(model, channels=..., max_L=..., max_ell=...)`` returns a new, smaller plain mace-torch
 ``ScaleShiftMACE`` (exactly equivariant) and a :class:`PruneReport`; see
-:mod:`macelerate.compress.prune` for what is exact and :mod:`macelerate.compress.importance` for
-the channel spaces and block scores.
+:mod:`macelerate.compress.prune` for what is exact, :mod:`macelerate.mace.layout` for the channel
+spaces and :mod:`macelerate.compress.importance` for the block scores.
 """
 
 from macelerate.compress.importance import (
+    IMPORTANCE_METHODS,
     ImportanceScores,
     block_importance,
     channel_spaces,
-    plain_mace_model,
 )
-from macelerate.compress.prune import (
-    PrunePlan,
-    PruneReport,
-    apply_plan,
-    estimate_macs,
-    plan_pruning,
-    prune,
-    uniform_plan,
-)
+from macelerate.compress.macs import estimate_macs
+from macelerate.compress.plan import PrunePlan, plan_pruning, uniform_plan
+from macelerate.compress.prune import PruneReport, apply_plan, prune, recovery_record
+from macelerate.compress.source import plain_mace_model
 
 __all__ = [
+    "IMPORTANCE_METHODS",
     "ImportanceScores",
     "PrunePlan",
     "PruneReport",
@@ -33,5 +29,6 @@ __all__ = [
     "plain_mace_model",
     "plan_pruning",
     "prune",
+    "recovery_record",
     "uniform_plan",
 ]

@@ -1,23 +1,11 @@
 """Index maths for pruning e3nn / mace-torch weights by whole (channel, L) irrep blocks.
 
-Everything here is a pure function of plain data (tuples, tensors) or reads (never writes) the
-instruction lists of e3nn modules. Vocabulary:
+Everything here is a pure function of plain data (tuples, tensors, layout records). Vocabulary
+(irreps entries and paths: :mod:`macelerate.mace.irreps`):
 
-* **irreps**: a sequence of entries ``(mul, l, parity)`` (e3nn's ``mul x l p``) in e3nn's
-  ``mul_ir`` layout: the features of entry ``i`` occupy ``mul * (2l + 1)`` consecutive components,
-  channel-major (``[..., mul, 2l + 1]`` flattened).
 * **selection**: how the entries of a NEW (pruned) irreps come from an OLD one: one
   ``(old_entry, kept_channels)`` per new entry, ``kept_channels`` being old channel indices in the
   order the new entry stores them.
-* **path**: one weighted instruction of an e3nn ``Linear`` or ``TensorProduct``. Its weights are a
-  ``shape`` block of the module's flat weight vector (blocks concatenated in instruction order);
-  ``axes[a]`` names the operand (0: input 1, 1: input 2 / the output of a Linear, 2: the output of
-  a tensor product) whose channels weight axis ``a`` runs over; ``weight`` is e3nn's normalisation
-  constant ``path_weight`` (the module multiplies the path's output by it).
-
-The last part maps the parameters of a mace-torch MACE onto its channel spaces
-(:func:`channel_spaces`, :func:`weight_slices`; the spaces are explained in
-:mod:`macelerate.compress.importance`).
 
 Slicing a weight to new irreps keeps, for every new path, the sub-block of the matching old path at
 the kept channels and multiplies it by ``old.weight / new.weight``: e3nn normalises each path by its
@@ -28,48 +16,15 @@ module's output equal to the unpruned module's output with the removed inputs se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-Irrep = tuple[int, int, int]
-"""One irreps entry: (multiplicity, l, parity +1/-1)."""
+from macelerate.mace.irreps import Irrep, Path
+from macelerate.mace.layout import Operand
+
 Selection = tuple[tuple[int, tuple[int, ...]], ...]
 """Per new entry: (old entry index, kept old channel indices)."""
-
-TP_MODE_AXES = {"uvw": (0, 1, 2), "uvu": (0, 1), "uvv": (0, 1), "uuw": (0, 2), "uuu": (0,)}
-"""Operand of each weight axis per e3nn connection mode (u: input 1, v: input 2, w: output)."""
-
-
-@dataclass(frozen=True)
-class Path:
-    """One weighted e3nn instruction: entries per operand, weight-block axes and shape, norm."""
-
-    entries: tuple[int, ...]
-    axes: tuple[int, ...]
-    shape: tuple[int, ...]
-    weight: float
-
-    @property
-    def numel(self) -> int:
-        """Number of weights of this path."""
-        return int(np.prod(self.shape)) if self.shape else 1
-
-
-def irreps_entries(irreps: Any) -> tuple[Irrep, ...]:
-    """``(mul, l, parity)`` entries of an e3nn ``Irreps`` (or anything ``o3.Irreps`` accepts)."""
-    if isinstance(irreps, tuple) and all(isinstance(e, tuple) and len(e) == 3 for e in irreps):
-        return irreps
-    from e3nn import o3
-
-    return tuple((mul, ir.l, ir.p) for mul, ir in o3.Irreps(irreps))
-
-
-def irreps_string(irreps: Sequence[Irrep]) -> str:
-    """e3nn string of ``(mul, l, parity)`` entries, e.g. ``"8x0e+8x1o"``."""
-    return "+".join(f"{mul}x{ell}{'e' if p > 0 else 'o'}" for mul, ell, p in irreps)
 
 
 def select_by_ir(
@@ -99,6 +54,43 @@ def select_by_ir(
     return tuple(selection)
 
 
+def select_operand(old: Operand, new: Operand, kept: Sequence[int] | None = None) -> Selection:
+    """Selection of a new operand's entries from an old one, matched block by block.
+
+    Every new entry concatenates blocks (``Operand.parts``); each comes from the old block with the
+    same key, at ``kept`` channels (``None``: all of them). Plain operands (one ``(l, p)`` block
+    per entry) give :func:`select_by_ir`; edge-tensor-product outputs match by path; a linear
+    input that merges several path outputs into one entry (older mace-torch pickles) keeps the
+    kept channels of each merged block at that block's offset.
+
+    Args:
+        old, new: the same operand of the original and of the pruned module.
+        kept: old channel indices of the operand's space every block keeps.
+
+    Raises:
+        ValueError: a new block has no old counterpart, a new entry's blocks lie in different old
+            entries, or ``kept`` does not fit.
+    """
+    where = {}
+    for entry, keys in enumerate(old.parts):
+        size = old.block_size(entry)
+        where.update({key: (entry, i * size, size) for i, key in enumerate(keys)})
+    selection = []
+    for entry, keys in enumerate(new.parts):
+        missing = [key for key in keys if key not in where]
+        if missing or len({where[key][0] for key in keys}) != 1:
+            raise ValueError(f"new blocks {keys} have no single old entry in {old.parts}")
+        channels: list[int] = []
+        for key in keys:
+            _, offset, size = where[key]
+            chosen = range(size) if kept is None else kept
+            if len(chosen) != new.block_size(entry) or max(chosen, default=-1) >= size:
+                raise ValueError(f"kept channels {tuple(chosen)} do not fit {new.irreps[entry]}")
+            channels += [offset + c for c in chosen]
+        selection.append((where[keys[0]][0], tuple(channels)))
+    return tuple(selection)
+
+
 def feature_index(old: Sequence[Irrep], selection: Selection) -> torch.Tensor:
     """Old feature components the new layout keeps, in new order: ``new_x = old_x[..., index]``.
 
@@ -113,27 +105,6 @@ def feature_index(old: Sequence[Irrep], selection: Selection) -> torch.Tensor:
         parts.append((block + np.arange(dim)[None, :]).reshape(-1))  # [kept, dim] channel-major
     flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return torch.as_tensor(flat, dtype=torch.int64)
-
-
-def paths_from_e3nn(module: torch.nn.Module) -> tuple[Path, ...]:
-    """The weighted paths of an e3nn ``o3.Linear`` (operands in, out) or ``TensorProduct``.
-
-    Raises:
-        ValueError: a tensor-product connection mode outside :data:`TP_MODE_AXES`.
-    """
-    paths = []
-    for ins in module.instructions:
-        if hasattr(ins, "i_in"):  # o3.Linear: path_shape (mul_in, mul_out)
-            paths.append(
-                Path((ins.i_in, ins.i_out), (0, 1), tuple(ins.path_shape), ins.path_weight)
-            )
-        elif ins.has_weight:
-            if ins.connection_mode not in TP_MODE_AXES:
-                raise ValueError(f"cannot slice connection mode {ins.connection_mode!r}")
-            entries = (ins.i_in1, ins.i_in2, ins.i_out)
-            axes = TP_MODE_AXES[ins.connection_mode]
-            paths.append(Path(entries, axes, tuple(ins.path_shape), ins.path_weight))
-    return tuple(paths)
 
 
 def _offsets(paths: Sequence[Path]) -> list[int]:
@@ -177,8 +148,14 @@ def flat_weight_index(
     )
 
 
-def flat_weight_channels(paths: Sequence[Path], operand: int) -> torch.Tensor:
+def flat_weight_channels(
+    paths: Sequence[Path], operand: int, sizes: Sequence[int] | None = None
+) -> torch.Tensor:
     """Channel of ``operand`` each flat weight reads or writes, -1 where no axis runs over it.
+
+    Args:
+        sizes: per entry of the operand, its block size (channels of an entry that concatenates
+            blocks count modulo it); ``None``: one block per entry.
 
     Returns:
         [weight_numel] int64.
@@ -187,7 +164,8 @@ def flat_weight_channels(paths: Sequence[Path], operand: int) -> torch.Tensor:
     for path in paths:
         grid = np.indices(path.shape).reshape(len(path.shape), -1) if path.shape else None
         if operand in path.axes and grid is not None:
-            parts.append(grid[path.axes.index(operand)])
+            channels = grid[path.axes.index(operand)]
+            parts.append(channels if sizes is None else channels % sizes[path.entries[operand]])
         else:
             parts.append(np.full(path.numel, -1))
     flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -284,154 +262,3 @@ def basis_map(u_restricted: torch.Tensor, u_new: torch.Tensor) -> tuple[torch.Te
     x = torch.linalg.lstsq(a, b, driver="gelsd").solution
     residual = float(torch.linalg.norm(a @ x - b) / torch.linalg.norm(b))
     return x, residual
-
-
-# --- the channel spaces of a mace-torch MACE (see macelerate.compress.importance) ---
-
-SELECTOR_INTERACTIONS = ("RealAgnosticInteractionBlock",)
-"""Interaction blocks whose ``skip_tp`` maps the message (``linear`` output x element one-hot)
-to the product's input, instead of mapping the node features to the next layer (residual)."""
-
-
-def selects_message(block: torch.nn.Module) -> bool:
-    """Whether ``block.skip_tp`` acts on the message (:data:`SELECTOR_INTERACTIONS`); then the
-    block has a ``selector.t`` channel space and no residual into ``node.t+1``."""
-    return type(block).__name__ in SELECTOR_INTERACTIONS
-
-
-def channel_spaces(model: torch.nn.Module) -> dict[str, tuple[Irrep, ...]]:
-    """Irreps of every channel space of a plain MACE, by name (``node.t``, ``edge.t``,
-    ``selector.t`` for :func:`selects_message` blocks, ``message.t``; see
-    :mod:`macelerate.compress.importance`)."""
-    spaces = {"node.0": irreps_entries(model.node_embedding.linear.irreps_out)}
-    for t, (block, product) in enumerate(zip(model.interactions, model.products)):
-        selector = selects_message(block)
-        spaces[f"edge.{t}"] = irreps_entries(block.linear_up.irreps_out)
-        if selector:
-            spaces[f"selector.{t}"] = irreps_entries(block.linear.irreps_out)
-        writer = block.skip_tp if selector else block.linear  # of the product's input
-        spaces[f"message.{t}"] = irreps_entries(writer.irreps_out)
-        spaces[f"node.{t + 1}"] = irreps_entries(product.linear.irreps_out)
-    return spaces
-
-
-@dataclass(frozen=True)
-class WeightSlice:
-    """How one parameter reads or writes one channel space.
-
-    Attributes:
-        parameter: state-dict name of the parameter.
-        space: channel-space name.
-        channels: [numel] channel of ``space`` each element (row-major) touches, -1 for none;
-            ``None``: the parameter only counts towards the space's L scores.
-        degrees: [numel] L of ``space`` each element touches, or ``None`` (not L-specific).
-    """
-
-    parameter: str
-    space: str
-    channels: torch.Tensor | None
-    degrees: torch.Tensor | None
-
-
-def _e3nn_slices(name: str, module: torch.nn.Module, operands: dict[int, str], irreps) -> list:
-    paths = paths_from_e3nn(module)
-    return [
-        WeightSlice(
-            f"{name}.weight",
-            space,
-            flat_weight_channels(paths, k),
-            flat_weight_degrees(paths, k, irreps_entries(irreps[k])) if irreps[k] else None,
-        )
-        for k, space in operands.items()
-    ]
-
-
-def weight_slices(model: torch.nn.Module) -> list[WeightSlice]:
-    """Every (parameter, space) pair of a plain MACE whose elements belong to channel blocks."""
-    emb = model.node_embedding.linear
-    slices = _e3nn_slices("node_embedding.linear", emb, {1: "node.0"}, [None, emb.irreps_out])
-    for t, (block, product) in enumerate(zip(model.interactions, model.products)):
-        node, edge, msg, out = f"node.{t}", f"edge.{t}", f"message.{t}", f"node.{t + 1}"
-        pre = f"interactions.{t}"
-        up, lin, skip = block.linear_up, block.linear, block.skip_tp
-        mixed = f"selector.{t}" if selects_message(block) else msg  # linear's output space
-        slices += _e3nn_slices(
-            f"{pre}.linear_up", up, {0: node, 1: edge}, [up.irreps_in, up.irreps_out]
-        )
-        slices += _e3nn_slices(f"{pre}.linear", lin, {0: edge, 1: mixed}, [None, lin.irreps_out])
-        skip_ops = {0: mixed, 2: msg} if selects_message(block) else {0: node, 2: out}
-        slices += _e3nn_slices(
-            f"{pre}.skip_tp", skip, skip_ops, [skip.irreps_in1, None, skip.irreps_out]
-        )
-        paths = paths_from_e3nn(block.conv_tp)
-        rows = block.conv_tp_weights.hs[-2]
-        last = f"{pre}.conv_tp_weights.layer{len(block.conv_tp_weights.hs) - 2}.weight"
-        tp = block.conv_tp
-
-        def for_rows(v: torch.Tensor, rows: int = rows) -> torch.Tensor:  # [numel] -> [h * numel]
-            return v.expand(rows, -1).reshape(-1)
-
-        slices.append(
-            WeightSlice(
-                last,
-                edge,
-                for_rows(flat_weight_channels(paths, 0)),
-                for_rows(flat_weight_degrees(paths, 0, irreps_entries(tp.irreps_in1))),
-            )
-        )
-        sh_degrees = for_rows(flat_weight_degrees(paths, 1, irreps_entries(tp.irreps_in2)))
-        slices.append(WeightSlice(last, msg, None, sh_degrees))  # ell of the edge attributes
-        for k, contraction in enumerate(product.symmetric_contractions.contractions):
-            for pname, weight in contraction.named_parameters():
-                channels = torch.arange(weight.shape[-1]).expand(weight.shape).reshape(-1)
-                full = f"products.{t}.symmetric_contractions.contractions.{k}.{pname}"
-                slices.append(WeightSlice(full, msg, channels, None))
-        plin = product.linear
-        slices += _e3nn_slices(
-            f"products.{t}.linear", plin, {0: msg, 1: out}, [None, plin.irreps_out]
-        )
-        readout = model.readouts[t]
-        name, first = (
-            ("linear_1", readout.linear_1)
-            if hasattr(readout, "linear_1")
-            else ("linear", readout.linear)
-        )
-        slices += _e3nn_slices(f"readouts.{t}.{name}", first, {0: out}, [first.irreps_in, None])
-    return slices
-
-
-def path_macs(path: Path, dims: Sequence[int], *, linear: bool) -> int:
-    """Dense multiply-add estimate of one path per evaluation.
-
-    Args:
-        dims: irrep dimensions (2l+1) of the path's operands (in, out for a Linear; in1, in2, out
-            for a tensor product).
-        linear: True for an ``o3.Linear`` path (a [mul_in, mul_out] matmul per component).
-
-    Returns:
-        Linear: ``mul_in * mul_out * d``. Tensor product: the Clebsch-Gordan contraction
-        ``pairs * d1 * d2 * d3`` plus the weighting ``numel * d3``, pairs being the number of
-        (input-1, input-2) channel pairs the path couples.
-    """
-    if linear:
-        return path.numel * dims[-1]
-    pairs = int(np.prod([n for n, a in zip(path.shape, path.axes) if a in (0, 1)]))
-    return pairs * dims[0] * dims[1] * dims[2] + path.numel * dims[2]
-
-
-def contraction_macs(*, channels: int, dim_out: int, num_ell: int, params: dict[int, int]) -> int:
-    """Dense multiply-add estimate of one mace ``Contraction`` (one output irrep) per atom.
-
-    Args:
-        params: number of basis weights per correlation order nu.
-
-    Returns:
-        ``sum_nu channels * dim_out * num_ell**nu * (P_nu + 1)``: weighting U by the per-element
-        weights, then contracting with the features.
-    """
-    return sum(channels * dim_out * num_ell**nu * (p + 1) for nu, p in params.items())
-
-
-def mlp_macs(widths: Sequence[int]) -> int:
-    """Multiply-adds of a bias-free MLP with layer widths ``widths``."""
-    return int(sum(a * b for a, b in zip(widths, widths[1:])))

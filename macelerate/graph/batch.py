@@ -31,9 +31,11 @@ from macelerate.graph.caps import cap_neighbors
 from macelerate.graph.neighbors import radius_graph
 from macelerate.graph.validation import (
     DEFAULT_MIN_DISTANCE,
+    check_cell_widths,
     check_min_distance,
     check_structure,
     one_hot_indices,
+    warn_if_rounded,
 )
 
 GRAPH_KEYS = (
@@ -82,6 +84,7 @@ def build_graph(
     device: torch.device | str = "cpu",
     head: int = 0,
     min_distance: float | None = DEFAULT_MIN_DISTANCE,
+    first_index: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Batch one or many structures into mace-torch's graph dictionary.
 
@@ -96,18 +99,32 @@ def build_graph(
         head: readout head index written into ``head`` for every structure.
         min_distance: Å; closer atom pairs raise :class:`~macelerate.errors.StructureError`.
             ``None`` disables the check.
+        first_index: number of the first structure in error messages, for a batch cut out of a
+            longer list (default: structures are numbered from 0, a lone one is not numbered).
 
     Returns:
         The graph dictionary documented in this module. Inputs are never modified.
 
     Raises:
-        StructureError: empty structures, NaN/inf positions, zero-volume periodic cells, overlaps.
+        StructureError: empty structures, NaN/inf positions, zero-volume periodic cells, cells
+            thinner than ``min_distance`` or so thin that the cutoff reaches more than
+            :data:`~macelerate.graph.validation.MAX_PERIODIC_IMAGES` images, overlaps.
         UnknownElementError: an element outside ``z_table``.
+
+    Warns:
+        PrecisionLossWarning: ``dtype`` rounds the coordinates by more than 1e-4 Å (float32
+            beyond ~840 Å from the origin).
     """
     structures = _as_list(atoms_or_list)
-    single = len(structures) == 1
-    for i, atoms in enumerate(structures):
-        check_structure(atoms, index=None if single else i)
+    labels = [
+        None if first_index is None and len(structures) == 1 else (first_index or 0) + i
+        for i in range(len(structures))
+    ]
+    for atoms, label in zip(structures, labels):
+        check_structure(atoms, index=label)
+        check_cell_widths(
+            atoms.cell.array, atoms.pbc, cutoff=cutoff, min_distance=min_distance, index=label
+        )
     if z_table is None:
         z_table = sorted({int(z) for atoms in structures for z in atoms.numbers})
     counts = np.array([len(atoms) for atoms in structures], dtype=np.int64)
@@ -117,7 +134,7 @@ def build_graph(
     for i, atoms in enumerate(structures):
         edge_index, unit_shifts = _structure_edges(
             atoms, cutoff=cutoff, max_neighbors=max_neighbors, min_distance=min_distance,
-            index=None if single else i,
+            index=labels[i],
         )  # fmt: skip
         edge_parts.append(edge_index + ptr[i])
         shift_parts.append(unit_shifts)
@@ -132,8 +149,10 @@ def build_graph(
     def floats(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(dtype)
 
+    positions = np.concatenate([atoms.positions for atoms in structures])  # [n_atoms, 3] Å
+    warn_if_rounded(np.concatenate([positions, *shift_vector_parts]), dtype=dtype)
     graph = {
-        "positions": floats(np.concatenate([atoms.positions for atoms in structures])),
+        "positions": floats(positions),
         "node_attrs": node_attrs,
         "atomic_numbers": torch.from_numpy(numbers),
         "edge_index": torch.from_numpy(np.concatenate(edge_parts, axis=1)),

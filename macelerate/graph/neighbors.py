@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import vesin
 
+from macelerate.graph.validation import check_cell_widths
+
 
 def radius_graph(
     positions: np.ndarray,
@@ -34,7 +36,13 @@ def radius_graph(
         lengths: [n_edges] float64 edge lengths in Å.
 
     Self-pairs inside the same image are never returned; an atom does see its own periodic images.
+
+    Raises:
+        StructureError: a periodic cell so thin that the cutoff reaches more than
+            :data:`~macelerate.graph.validation.MAX_PERIODIC_IMAGES` images (checked before vesin
+            runs, which would allocate gigabytes for it).
     """
+    check_cell_widths(cell, pbc, cutoff=cutoff, min_distance=None)
     pbc_list = [bool(flag) for flag in pbc]
     box = np.asarray(cell, dtype=np.float64) if any(pbc_list) else np.zeros((3, 3))
     neighbor_list = vesin.NeighborList(cutoff=float(cutoff), full_list=True)

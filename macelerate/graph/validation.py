@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from macelerate.errors import StructureError, UnknownElementError
+from macelerate.errors import PrecisionLossWarning, StructureError, UnknownElementError
 
 DEFAULT_MIN_DISTANCE = 0.2
 """Å. Atoms closer than this are treated as overlapping (no bonded pair is below ~0.6 Å)."""
+MAX_PERIODIC_IMAGES = 100_000
+"""Periodic images of the cell a cutoff sphere may reach (product over periodic directions of
+``2 ceil(cutoff / width) + 1``); more means a cell too small for its cutoff (vesin's cell list
+would allocate gigabytes). A 6 Å cutoff stays below it down to 0.5 Å wide cells (15,625 images)."""
+POSITION_RESOLUTION = 1e-4
+"""Å. Coordinates that a float dtype rounds by more than this trigger a PrecisionLossWarning."""
 
 
 def _label(index: int | None) -> str:
@@ -49,6 +57,79 @@ def check_structure(atoms: Atoms, *, index: int | None = None) -> None:
                 f"volume there (cell rows {rows.tolist()}): set a proper cell, or set pbc=False "
                 "for a molecule"
             )
+
+
+def periodic_widths(cell: np.ndarray, pbc: np.ndarray) -> dict[int, float]:
+    """Perpendicular width (Å) of the cell along each periodic direction.
+
+    The width along lattice vector ``a_i`` is its distance from the span of the other periodic
+    vectors (for three periodic directions: ``V / |a_j x a_k|``, the spacing of lattice planes);
+    an atom's periodic images are at least this far apart.
+
+    Args:
+        cell: [3, 3] lattice vectors as rows, Å.
+        pbc: [3] periodicity per direction.
+
+    Returns:
+        ``{direction index: width}`` for the periodic directions.
+    """
+    cell = np.asarray(cell, dtype=np.float64)
+    periodic = [int(i) for i in np.flatnonzero(pbc)]
+    widths = {}
+    for i in periodic:
+        others = cell[[j for j in periodic if j != i]]  # [n_other, 3]
+        vector = cell[i]
+        if len(others):
+            coefficients = np.linalg.lstsq(others.T, vector, rcond=None)[0]
+            vector = vector - others.T @ coefficients  # the part normal to the other vectors
+        widths[i] = float(np.linalg.norm(vector))
+    return widths
+
+
+def check_cell_widths(
+    cell: np.ndarray,
+    pbc: np.ndarray,
+    *,
+    cutoff: float,
+    min_distance: float | None,
+    index: int | None = None,
+) -> None:
+    """Raise :class:`StructureError` for a periodic cell too thin for its cutoff or min_distance.
+
+    Runs before any neighbour list: a cell a fraction of an Å wide (units mixed up, a cell left
+    at a placeholder) makes a cutoff sphere reach millions of periodic images, and the
+    neighbour-list library would allocate gigabytes and may crash.
+
+    Args:
+        cell: [3, 3] lattice vectors as rows, Å.
+        pbc: [3] periodicity per direction.
+        cutoff: neighbour cutoff, Å.
+        min_distance: Å; a width below it means every atom overlaps its own images. None: only
+            the image count is checked.
+        index: the structure's place in a batch, for the message.
+    """
+    widths = periodic_widths(cell, pbc)
+    if not widths:
+        return
+    axis, width = min(widths.items(), key=lambda item: item[1])
+    where, name = _label(index), "abc"[axis]
+    fix = "give the cell in Å (not nm or fractional units), or set pbc=False for a molecule"
+    if min_distance is not None and width < min_distance:
+        raise StructureError(
+            f"{where} has a periodic cell only {width:.3g} Å wide along {name} (the spacing of "
+            f"its lattice planes), less than min_distance={min_distance} Å: every atom would "
+            f"overlap its own periodic images; {fix}"
+        )
+    images = 1.0
+    for value in widths.values():
+        images *= 2 * np.ceil(cutoff / max(value, 1e-300)) + 1
+    if images > MAX_PERIODIC_IMAGES:
+        raise StructureError(
+            f"{where} has a periodic cell only {width:.3g} Å wide along {name}, so the "
+            f"{cutoff:g} Å cutoff reaches {images:.3g} periodic images of each atom (at most "
+            f"{MAX_PERIODIC_IMAGES:,} are allowed; building the neighbour list would take "
+            f"huge memory); {fix}, or repeat a genuinely small cell (atoms.repeat) to widen it"
+        )
 
 
 def check_min_distance(
@@ -91,3 +172,32 @@ def one_hot_indices(
             f"{known}. Use a model trained on these elements, or remove those atoms."
         )
     return columns
+
+
+def warn_if_rounded(coordinates: np.ndarray, *, dtype: torch.dtype, stacklevel: int = 3) -> None:
+    """Warn (:class:`PrecisionLossWarning`) when ``dtype`` rounds ``coordinates`` by > 1e-4 Å.
+
+    A float dtype keeps a fixed number of significant digits: float32 rounds a coordinate of
+    1e6 Å to 0.06 Å, and edge vectors formed from rounded positions lose that much (forces by
+    ~64 meV/Å at 1e6 Å). The bound used is ``eps(dtype) * max |coordinate|``.
+
+    Args:
+        coordinates: [n, 3] positions (and shift vectors), Å, as float64.
+        dtype: the floating dtype the graph will hold them in.
+        stacklevel: passed to :func:`warnings.warn`.
+    """
+    if not dtype.is_floating_point or dtype == torch.float64 or coordinates.size == 0:
+        return
+    largest = float(np.abs(coordinates).max())
+    resolution = torch.finfo(dtype).eps * largest
+    if resolution > POSITION_RESOLUTION:
+        name = str(dtype).removeprefix("torch.")
+        warnings.warn(
+            f"coordinates reach {largest:.3g} Å, which {name} rounds by up to {resolution:.2g} Å, "
+            "so edge vectors and forces lose that much precision; use precision='fp32' "
+            "(float64 positions, float32 network; --precision fp32 on the command line), or move "
+            "the structure near the origin (atoms.positions -= atoms.positions.mean(axis=0) for a "
+            "molecule, atoms.wrap() for a crystal)",
+            PrecisionLossWarning,
+            stacklevel=stacklevel,
+        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,40 @@ def upgrade_checkpoint(payload: dict[str, Any], *, source: str) -> dict[str, Any
         payload = _MIGRATIONS[version](payload)
         version = payload["format_version"]
     for key in ("model_config", "state_dict", "provenance"):
-        if key not in payload:
-            raise ModelFileError(f"{source}: checkpoint lacks '{key}'; the file is damaged")
+        if not isinstance(payload.get(key), dict):
+            raise ModelFileError(
+                f"{source}: checkpoint lacks a '{key}' dictionary; the file is damaged or was "
+                "edited: write it again with 'macelerate convert' (or the command that made it)"
+            )
+    if not isinstance(payload.get("transforms_applied", []), list):
+        raise ModelFileError(f"{source}: 'transforms_applied' is not a list; the file was edited")
+    tensors = payload["state_dict"]
+    not_tensors = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ModelFileError(
+            f"{source}: state_dict entries {not_tensors[:3]} are not tensors; the file is damaged "
+            "or was edited: write it again with 'macelerate convert'"
+        )
+    check_finite(tensors, source=source)
     return payload
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Refuse weights holding NaN or infinity (they would make every prediction NaN).
+
+    Args:
+        tensors: name -> tensor, e.g. a state dict.
+        source: the file, named in the error.
+
+    Raises:
+        ModelFileError: naming the first non-finite tensor and how many entries are bad.
+    """
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ModelFileError(
+                    f"{source}: weight '{name}' holds {bad} NaN/inf value(s) of {tensor.numel()}; "
+                    "the model was saved after its training diverged or the file is damaged: "
+                    "use an earlier checkpoint or retrain"
+                )

@@ -1,4 +1,4 @@
-"""A mace-torch ``ScaleShiftMACE`` described as plain data, and rebuilt from that description.
+"""A mace-torch ``ScaleShiftMACE`` or ``MACE`` described as plain data, and rebuilt from it.
 
 mace-torch models do not store their constructor arguments; ``mace.tools.scripts_utils.
 extract_config_mace_model`` reads them back from the module. This file turns that into JSON-safe
@@ -8,19 +8,22 @@ needs to pickle code.
 
 from __future__ import annotations
 
+import inspect
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from macelerate._mace import import_mace, mace_modules, quiet_model_construction
+from macelerate._mace import import_mace, mace_modules, model_construction
 from macelerate._torch_state import default_dtype
 from macelerate.errors import ModelFileError
 
 CLASS_KEYS = ("interaction_cls", "interaction_cls_first", "readout_cls")
 IRREPS_KEYS = ("hidden_irreps", "MLP_irreps", "edge_irreps")
 GATES = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "abs": torch.abs}
-SUPPORTED_MODEL_CLASSES = ("ScaleShiftMACE",)
+SUPPORTED_MODEL_CLASSES = ("ScaleShiftMACE", "MACE")
+SCALE_SHIFT_KEYS = ("atomic_inter_scale", "atomic_inter_shift")
 
 
 def _gate_name(gate: Any) -> str | None:
@@ -43,8 +46,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _ScaleShiftView:
+    """A plain ``MACE`` seen as a ``ScaleShiftMACE`` with scale 1 and shift 0 (read-only).
+
+    mace-torch's ``extract_config_mace_model`` accepts only ``ScaleShiftMACE``; the two classes
+    share every constructor argument but the scale and shift.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._model = model
+        self.scale_shift = SimpleNamespace(scale=torch.ones(()), shift=torch.zeros(()))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+_ScaleShiftView.__name__ = "ScaleShiftMACE"
+
+
 def describe_mace_model(model: torch.nn.Module) -> dict[str, Any]:
-    """JSON-safe constructor arguments of a ``ScaleShiftMACE``, plus ``model_class`` and ``dtype``.
+    """JSON-safe constructor arguments of a ``ScaleShiftMACE`` or ``MACE``, plus ``model_class``
+    and ``dtype``. Reads attributes only; runs no forward pass and changes nothing.
 
     Raises:
         ModelFileError: the module is not a supported mace-torch model (e.g. TorchScript,
@@ -59,9 +81,12 @@ def describe_mace_model(model: torch.nn.Module) -> dict[str, Any]:
     import_mace()
     from mace.tools.scripts_utils import extract_config_mace_model
 
-    raw = extract_config_mace_model(model)
+    view = model if class_name == "ScaleShiftMACE" else _ScaleShiftView(model)
+    raw = extract_config_mace_model(view)  # type: ignore[arg-type]
     if raw.get("cueq_config") is not None:
         raise ModelFileError("this model uses cuEquivariance layers; convert it back to e3nn first")
+    if class_name == "MACE":
+        raw = {k: v for k, v in raw.items() if k not in SCALE_SHIFT_KEYS}
     config: dict[str, Any] = {}
     for key, value in raw.items():
         if key in CLASS_KEYS:
@@ -77,56 +102,137 @@ def describe_mace_model(model: torch.nn.Module) -> dict[str, Any]:
     return config
 
 
-def _resolve_class(name: str, base: type) -> type:
+def _resolve_class(name: Any, key: str) -> type:
     blocks = mace_modules().blocks
-    cls = getattr(blocks, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ModelFileError(f"unknown mace-torch block {name!r} in model config")
+    cls = getattr(blocks, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ValueError(f"'{key}' names no mace-torch block ({name!r})")
     return cls
 
 
-def build_mace_model(config: dict[str, Any]) -> torch.nn.Module:
-    """Construct a fresh, untrained mace-torch model from :func:`describe_mace_model` output."""
-    modules = mace_modules()
+def _required_keys(model_class: type) -> set[str]:
+    """Constructor arguments without defaults (``MACE``'s, plus ``ScaleShiftMACE``'s own)."""
+    required = set()
+    for cls in (model_class, mace_modules().MACE):
+        for parameter in inspect.signature(cls).parameters.values():
+            plain = parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+            if plain and parameter.default is parameter.empty:
+                required.add(parameter.name)
+    return required
+
+
+def _constructor_kwargs(config: dict[str, Any], model_class: type) -> dict[str, Any]:
+    """``config`` -> keyword arguments of the mace-torch constructor (classes, Irreps, arrays)."""
     from e3nn import o3
 
     kwargs = {k: v for k, v in config.items() if k not in ("model_class", "dtype")}
-    model_class = getattr(modules, config.get("model_class", ""), None)
-    if config.get("model_class") not in SUPPORTED_MODEL_CLASSES or model_class is None:
-        raise ModelFileError(f"unsupported model class {config.get('model_class')!r}")
-    kwargs["interaction_cls"] = _resolve_class(kwargs["interaction_cls"], torch.nn.Module)
-    kwargs["interaction_cls_first"] = _resolve_class(
-        kwargs["interaction_cls_first"], torch.nn.Module
-    )
-    kwargs["readout_cls"] = _resolve_class(kwargs["readout_cls"], torch.nn.Module)
+    missing = sorted(_required_keys(model_class) - set(kwargs))
+    if missing:
+        raise ValueError(f"the model config lacks {missing}")
+    for key in CLASS_KEYS:
+        if key in kwargs:
+            kwargs[key] = _resolve_class(kwargs[key], key)
     for key in IRREPS_KEYS:
         if kwargs.get(key) is not None:
-            kwargs[key] = o3.Irreps(kwargs[key])
+            try:
+                kwargs[key] = o3.Irreps(kwargs[key])
+            except Exception as error:
+                raise ValueError(f"'{key}' is not an irreps string ({kwargs[key]!r})") from error
+    if kwargs.get("gate") is not None and kwargs["gate"] not in GATES:
+        raise ValueError(f"'gate' must be one of {sorted(GATES)} or None, not {kwargs['gate']!r}")
     kwargs["gate"] = None if kwargs.get("gate") is None else GATES[kwargs["gate"]]
-    kwargs["atomic_energies"] = np.asarray(kwargs["atomic_energies"], dtype=np.float64)
-    kwargs["atomic_inter_scale"] = np.asarray(kwargs["atomic_inter_scale"], dtype=np.float64)
-    kwargs["atomic_inter_shift"] = np.asarray(kwargs["atomic_inter_shift"], dtype=np.float64)
-    dtype = getattr(torch, config.get("dtype", "float64"))
-    with default_dtype(dtype), quiet_model_construction():
-        model = model_class(**kwargs)
-    return model.to(dtype)
+    for key in ("atomic_energies", *SCALE_SHIFT_KEYS):
+        if key in kwargs:
+            kwargs[key] = np.asarray(kwargs[key], dtype=np.float64)
+    return kwargs
+
+
+def build_mace_model(config: dict[str, Any], *, source: str = "model config") -> torch.nn.Module:
+    """Construct a fresh, untrained mace-torch model from :func:`describe_mace_model` output.
+
+    Built inside :func:`macelerate._mace.model_construction` (one thread at a time) in the
+    config's dtype.
+
+    Args:
+        config: constructor arguments as plain data (class names, irreps strings, lists).
+        source: the file the config came from, named in errors.
+
+    Raises:
+        ModelFileError: the config is incomplete, names unknown classes, holds a bad irreps
+            string or values the constructor rejects.
+    """
+    modules = mace_modules()
+    name = config.get("model_class") if isinstance(config, dict) else None
+    if name not in SUPPORTED_MODEL_CLASSES:
+        raise ModelFileError(
+            f"{source}: unsupported model class {name!r} (macelerate builds "
+            f"{SUPPORTED_MODEL_CLASSES}); the file is damaged or not a mace-torch model"
+        )
+    dtype_name = config.get("dtype", "float64")
+    if dtype_name not in ("float64", "float32"):
+        raise ModelFileError(
+            f"{source}: model dtype must be float64 or float32, not {dtype_name!r}"
+        )
+    model_class = getattr(modules, name)
+    try:
+        kwargs = _constructor_kwargs(config, model_class)
+        with default_dtype(getattr(torch, dtype_name)), model_construction():
+            model = model_class(**kwargs).to(getattr(torch, dtype_name))
+    except Exception as error:
+        raise ModelFileError(
+            f"{source}: the model config cannot be built ({type(error).__name__}: {error}); the "
+            "file is damaged or was edited: write it again with 'macelerate convert'"
+        ) from error
+    return model
+
+
+def _codegen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of e3nn's generated TorchScript submodules (constants such as w3j)."""
+    return tuple(
+        f"{name}.{fname}." if name else f"{fname}."
+        for name, module in model.named_modules()
+        for fname in getattr(module, "__codegen__", ())
+    )
+
+
+def load_error_detail(error: RuntimeError) -> str:
+    """The first problem of a multi-line ``load_state_dict`` error, on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
 
 
 def rebuild_mace_model(
-    config: dict[str, Any], state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    source: str = "model config",
 ) -> torch.nn.Module:
-    """Build from ``config`` and load ``state_dict`` strictly.
+    """Build from ``config`` and load ``state_dict`` strictly, in evaluation mode.
 
-    Files written by older mace-torch lack the boolean ``*_zeroed`` buffers newer versions register
-    for symmetric contractions; those alone may be missing, and keep the values the constructor
-    derived from the same structure.
+    Two kinds of entry may be missing, and keep the values the constructor derived from the same
+    structure: the boolean ``*_zeroed`` buffers newer mace-torch registers for symmetric
+    contractions, and the constants of e3nn's generated code (mace-torch pickles keep those
+    inside compiled TorchScript, not in their state).
+
+    Raises:
+        ModelFileError: the config cannot be built, or the weights do not fit it (names or shapes).
     """
-    model = build_mace_model(config)
-    result = model.load_state_dict(state_dict, strict=False)
-    missing = [key for key in result.missing_keys if not key.endswith("_zeroed")]
+    model = build_mace_model(config, source=source)
+    generated = _codegen_prefixes(model)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shapes that do not match
+        raise ModelFileError(
+            f"{source}: weights do not fit the model config ({load_error_detail(error)}); the "
+            "file is damaged or was edited: write it again with 'macelerate convert'"
+        ) from error
+    missing = [
+        key for key in result.missing_keys
+        if not key.endswith("_zeroed") and not key.startswith(generated)
+    ]  # fmt: skip
     if missing or result.unexpected_keys:
         raise ModelFileError(
-            f"weights do not fit the model config: missing {missing[:5]}, "
-            f"unexpected {list(result.unexpected_keys)[:5]}"
+            f"{source}: weights do not fit the model config: missing {missing[:5]}, "
+            f"unexpected {list(result.unexpected_keys)[:5]}; the file is damaged or was edited"
         )
     return model.eval()

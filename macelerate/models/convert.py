@@ -43,11 +43,18 @@ def _probe_structure(atomic_numbers: list[int], r_max: float):
 
 
 def convert(model_path: str | Path, out: str | Path) -> ConversionReport:
-    """Read a mace-torch model (pickle or module file) and write a macelerate checkpoint.
+    """Read a mace-torch model file and write a weights-only macelerate checkpoint.
 
-    The checkpoint stores the model's config as plain data and its state dict; it loads with
-    ``torch.load(weights_only=True)`` and rebuilds the same mace-torch module. Before returning,
-    the rebuilt model is evaluated against the original on a probe structure in float64.
+    The source is read with :func:`~macelerate.models.loading.read_model_file` (a ``.model``
+    pickle is unpickled through the allow-list and rebuilt, so no code from it runs; see
+    :mod:`macelerate.models.mace_pickle`). The checkpoint stores the model's config as plain data
+    and its state dict; it loads with ``torch.load(weights_only=True)`` and rebuilds the same
+    mace-torch module. Before writing, the model rebuilt from the checkpoint's contents is
+    evaluated against the loaded one on a probe structure in float64.
+
+    Args:
+        model_path: a mace-torch ``.model`` file or a macelerate checkpoint.
+        out: where to write the checkpoint (atomically).
 
     Raises:
         ModelFileError: the source cannot be read or described, or the rebuilt model disagrees.
@@ -57,8 +64,9 @@ def convert(model_path: str | Path, out: str | Path) -> ConversionReport:
     state_dict = module.state_dict()
     rebuilt = rebuild_mace_model(config, state_dict)
     probe = _probe_structure([int(z) for z in module.atomic_numbers], float(module.r_max))
-    original_pred = Potential(module, dtype=torch.float64, min_distance=None).predict(probe)
-    rebuilt_pred = Potential(rebuilt, dtype=torch.float64, min_distance=None).predict(probe)
+    exact = {"dtype": torch.float64, "min_distance": None}
+    original_pred = Potential.from_module(module, **exact).predict(probe)
+    rebuilt_pred = Potential.from_module(rebuilt, **exact).predict(probe)
     d_energy = float(np.abs(original_pred.energy - rebuilt_pred.energy).max())
     d_force = float(np.abs(original_pred.forces - rebuilt_pred.forces).max())
     if d_energy > 1e-8 or d_force > 1e-8:

@@ -1,4 +1,13 @@
-"""``Potential``: a mace-torch model behind a lean, exact energy/forces/stress call."""
+"""``Potential``: a model ready to evaluate, plus read-only facts about it.
+
+A Potential holds one model (a mace-torch ``MACE``/``ScaleShiftMACE``, a TorchScript export or a
+:class:`~macelerate.models.student.Student`) that it owns, and answers energy/forces/stress
+for graphs or ASE structures. Constructing one only stores: copying, casting and freezing a
+user's module happen in :meth:`Potential.from_module`, and everything that changes how the model
+runs is an explicit transform returning a *new* Potential plus a report
+(:mod:`macelerate.transforms`: ``fuse``, ``apply_precision``, ``tabulate_radial``).
+:func:`macelerate.load` composes them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,13 @@ import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from macelerate._mace import quiet_model_construction
+from macelerate._mace import model_construction, model_inference
 from macelerate._torch_state import matmul_precision
 from macelerate.errors import StructureError
 from macelerate.graph.batch import build_graph
@@ -22,11 +31,11 @@ from macelerate.graph.model_options import (
     select_model_edges,
 )
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
-from macelerate.precision.apply import BlockPrecision, strip_islands, wrap_blocks
-from macelerate.precision.islands import PrecisionIsland
-from macelerate.precision.policy import PrecisionPolicy, resolve_policy
-from macelerate.runtime.allocator import heap_mode_for
-from macelerate.runtime.fused_conv import fuse_message_passing as fuse_model
+from macelerate.runtime.allocator import heap_mode_for, release_heap_after
+
+if TYPE_CHECKING:
+    from macelerate.precision.policy import PrecisionPolicy
+    from macelerate.transforms.record import TransformRecord
 
 
 @dataclass(frozen=True)
@@ -57,111 +66,184 @@ class ModelSource:
     transforms_applied: tuple[dict[str, Any], ...] = ()
 
 
-def _float_dtype(model: torch.nn.Module) -> torch.dtype:
+def float_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s first floating parameter (float64 if it has none)."""
     for parameter in model.parameters():
         if parameter.is_floating_point():
             return parameter.dtype
     return torch.float64
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (CPU if it has none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def _edge_width(model: torch.nn.Module) -> int:
     """Largest per-edge feature width of the interactions (0 if the model does not say)."""
     if isinstance(model, torch.jit.ScriptModule):  # scripted module lists are not iterable
         return 0
+    backbone = getattr(model, "backbone", model)
     widths = [
         getattr(getattr(getattr(block, "conv_tp", None), "irreps_out", None), "dim", 0)
-        for block in getattr(model, "interactions", [])
+        for block in getattr(backbone, "interactions", [])
     ]
     return max([int(w) for w in widths if isinstance(w, int)], default=0)
 
 
-def _maybe(precision: str | None):
-    """The matmul-precision context for TF32 policies on CUDA, else a no-op context."""
-    return matmul_precision(precision) if precision else contextlib.nullcontext()
+PREDICT_BATCH_ATOMS = 4096
+"""Atoms per batched evaluation in :meth:`Potential.predict`."""
+
+
+def _batches(structures: list[Atoms], max_atoms: int) -> list[list[Atoms]]:
+    """Consecutive groups of structures with at most ``max_atoms`` atoms (at least one each)."""
+    batches: list[list[Atoms]] = [[]]
+    size = 0
+    for atoms in structures:
+        if batches[-1] and size + len(atoms) > max_atoms:
+            batches.append([])
+            size = 0
+        batches[-1].append(atoms)
+        size += len(atoms)
+    return batches
 
 
 class Potential(torch.nn.Module):
-    """A mace-torch model with exact MACE outputs and no per-step data-pipeline overhead.
+    """A mace-torch model behind a lean energy/forces/stress call.
 
-    Holds its own copy of the model in evaluation mode with frozen parameters, so the caller's
-    module is never changed. Graphs come from :func:`macelerate.build_graph` (vesin), not from
-    mace-torch's AtomicData/torch_geometric collation. Move it with ``load(..., device=...)``
-    rather than ``.to()``, so that ``device`` and ``dtype`` stay true.
+    Graphs come from :func:`macelerate.build_graph` (vesin), not from mace-torch's
+    AtomicData/torch_geometric collation. ``dtype`` and ``device`` are read off the model, so they
+    stay true after ``.to()``.
 
     Args:
-        model: a mace-torch model (``ScaleShiftMACE``, ``MACE`` or a TorchScript export).
-        device: where to run.
-        dtype: ``torch.float64`` or ``torch.float32``; ``None`` keeps the model's own dtype.
-        head: name of the readout head for multi-head models (default: the model's first head).
+        model: the model to run, owned by this Potential from now on (use
+            :meth:`from_module` to wrap a module you keep using elsewhere).
+        head: readout head of a multi-head model (default: the model's first head).
         min_distance: Å; structures with closer atom pairs are rejected (``None``: no check).
-        fuse_message_passing: replace the interaction blocks' edge tensor products by the fused
-            tensor-product + neighbour-sum of :mod:`macelerate.runtime.fused_conv` (same results to
-            floating-point reordering; no [n_edges, channels x (2l+1)] tensor is formed; 1.2-1.8x
-            faster steps on a 2-core CPU). ``False`` runs the mace-torch modules unchanged.
         source: where the model came from.
-        precision: a :class:`~macelerate.precision.PrecisionPolicy` or preset name (``"fp32"``,
-            ``"bf16-linear"``...): per-block dtypes instead of one ``dtype`` (which must then be
-            ``None``). Inputs are cast to the policy's ``forces_stress`` dtype.
+        precision: the precision policy the model runs under (set by ``apply_precision``);
+            inputs are cast to its ``forces_stress`` dtype.
+        transforms: runtime transforms applied so far, oldest first.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         *,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | None = None,
         head: str | None = None,
         min_distance: float | None = DEFAULT_MIN_DISTANCE,
-        fuse_message_passing: bool = True,
         source: ModelSource | None = None,
-        precision: PrecisionPolicy | str | None = None,
+        precision: PrecisionPolicy | None = None,
+        transforms: tuple[TransformRecord, ...] = (),
     ) -> None:
         super().__init__()
-        policy = resolve_policy(precision) if precision is not None else None
-        if policy is not None and dtype is not None:
-            raise ValueError("pass either dtype (one dtype for the whole model) or precision")
-        with quiet_model_construction():  # e3nn modules deep-copy through torch.jit.save/load
-            model = copy.deepcopy(model)
-            if any(isinstance(m, PrecisionIsland) for m in model.modules()):
-                strip_islands(model, dtype=torch.float64)  # refuses half-precision weights
-            model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-        model.eval()
-        backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model
-        self.fused_blocks = fuse_model(backbone) if fuse_message_passing else 0
-        self.precision = policy
-        self.precision_blocks: list[BlockPrecision] = []
-        if policy is not None:
-            with quiet_model_construction():
-                self.precision_blocks = wrap_blocks(backbone, policy)
-        self.edge_width = _edge_width(backbone)
-        self.has_confidence = getattr(model, "confidence_bins", None) is not None
-        itemsize = torch.empty((), dtype=_float_dtype(model)).element_size()
-        self._bytes_per_edge = self.edge_width * itemsize  # of the widest per-edge tensor
-        for parameter in model.parameters():
-            if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
-                parameter.requires_grad_(False)
         self.model = model
-        self.dtype = policy.dtype("forces_stress") if policy else _float_dtype(model)
-        self.device = torch.device(device)
-        use_tf32 = policy is not None and policy.matmul_precision != "highest"
-        self._matmul_precision = "high" if use_tf32 and self.device.type == "cuda" else None
+        self.precision = precision
+        self.transforms = tuple(transforms)
+        self.source = source or ModelSource(kind="module")
+        self.min_distance = min_distance
         self.r_max = float(model.r_max)
         self.atomic_numbers = [int(z) for z in model.atomic_numbers]
+        backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model
         self.heads = list(getattr(backbone, "heads", None) or ["default"])
         if head is not None and head not in self.heads:
             raise ValueError(f"head {head!r} is not one of the model's heads {self.heads}")
         self.head = head or self.heads[0]
-        self.min_distance = min_distance
-        self.source = source or ModelSource(kind="module")
+        self.has_confidence = getattr(model, "confidence_bins", None) is not None
+        self.edge_width = _edge_width(model)  # of the widest per-edge tensor, for the allocator
+        self._bytes_per_edge = self.edge_width * torch.empty((), dtype=self.dtype).element_size()
+
+    @classmethod
+    def from_module(
+        cls,
+        module: torch.nn.Module,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        head: str | None = None,
+        min_distance: float | None = DEFAULT_MIN_DISTANCE,
+        source: ModelSource | None = None,
+    ) -> Potential:
+        """A Potential over a copy of ``module`` (never changed): cast, in eval mode, frozen.
+
+        Args:
+            module: a mace-torch model, TorchScript export or Student.
+            device: where to run.
+            dtype: ``torch.float64`` or ``torch.float32``; ``None`` keeps the module's own.
+        """
+        with model_construction():  # e3nn modules deep-copy through torch.jit.save/load
+            model = copy.deepcopy(module)
+            model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+        model.eval()
+        for parameter in model.parameters():
+            if parameter.is_leaf:  # TorchScript exports may hold non-leaf parameters
+                parameter.requires_grad_(False)
+        return cls(model, head=head, min_distance=min_distance, source=source)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of positions, forces and stress (a policy's ``forces_stress``)."""
+        if self.precision is not None:
+            return self.precision.dtype("forces_stress")
+        return float_dtype(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return model_device(self.model)
+
+    @property
+    def fused_blocks(self) -> int:
+        """Interaction blocks running macelerate's fused convolution."""
+        from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
+
+        if isinstance(self.model, torch.jit.ScriptModule):
+            return 0
+        return sum(isinstance(m, FusedEdgeTensorProduct) for m in self.model.modules())
+
+    def copy_model(self) -> torch.nn.Module:
+        """A deep copy of the model (for transforms, which never change this Potential)."""
+        with model_construction():
+            return copy.deepcopy(self.model)
+
+    def replace(
+        self,
+        model: torch.nn.Module,
+        *,
+        record: TransformRecord,
+        precision: PrecisionPolicy | None = None,
+    ) -> Potential:
+        """A Potential with this one's facts, another model and one more transform record.
+
+        Args:
+            model: the transformed model (owned by the new Potential).
+            record: what the transform did.
+            precision: the new policy (default: this Potential's).
+        """
+        return Potential(
+            model,
+            head=self.head,
+            min_distance=self.min_distance,
+            source=self.source,
+            precision=precision if precision is not None else self.precision,
+            transforms=(*self.transforms, record),
+        )
 
     def build_graph(
-        self, atoms_or_list: Atoms | Sequence[Atoms], *, max_neighbors: int | None = None
+        self,
+        atoms_or_list: Atoms | Sequence[Atoms],
+        *,
+        max_neighbors: int | None = None,
+        first_index: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """The graph dictionary of ``atoms_or_list`` for this model (cutoff, elements, dtype).
 
         Models with their own neighbour caps (students: ``graph_options()`` and, for the smooth
         cap, ``edge_selection()``) get exactly the graphs they were trained on; ``max_neighbors``
-        (a hard k-nearest cap) then applies only if the model has none.
+        (a hard k-nearest cap) then applies only if the model has none. ``first_index`` numbers
+        the structures in error messages (see :func:`macelerate.build_graph`).
         """
         options = {"max_neighbors": max_neighbors, **model_graph_options(self.model)}
         graph = build_graph(
@@ -170,6 +252,7 @@ class Potential(torch.nn.Module):
             device=self.device,
             head=self.heads.index(self.head),
             min_distance=self.min_distance,
+            first_index=first_index,
             **options,
         )
         return select_model_edges(graph, model_edge_selection(self.model))
@@ -193,6 +276,10 @@ class Potential(torch.nn.Module):
             eV/Å³ (only if requested), ``node_energy`` [n_atoms] eV, and for students with a
             confidence head ``force_confidence`` [n_atoms] eV/Å (expected force error). Tensors
             are detached.
+
+        If the process opted into macelerate's allocator setting (``load(tune_allocator=True)``,
+        :mod:`macelerate.runtime.allocator`), a step whose per-edge tensors are larger than that
+        setting allows runs with glibc's default large-block policy instead.
         """
         data = {
             key: value.to(self.dtype) if value.is_floating_point() else value
@@ -200,7 +287,13 @@ class Potential(torch.nn.Module):
         }
         data["positions"] = data["positions"].detach()  # mace sets requires_grad on this tensor
         heap_mode_for(graph["edge_index"].shape[1] * self._bytes_per_edge)
-        with torch.enable_grad(), _maybe(self._matmul_precision):
+        tf32 = self.precision is not None and self.precision.matmul_precision != "highest"
+        precision_context = (
+            matmul_precision("high")
+            if tf32 and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with model_inference(), torch.enable_grad(), precision_context:
             out = self.model(
                 data,
                 training=False,
@@ -220,13 +313,23 @@ class Potential(torch.nn.Module):
         return result
 
     def predict(
-        self, atoms_or_list: Atoms | Sequence[Atoms], *, compute_stress: bool | None = None
+        self,
+        atoms_or_list: Atoms | Sequence[Atoms],
+        *,
+        compute_stress: bool | None = None,
+        max_batch_atoms: int = PREDICT_BATCH_ATOMS,
     ) -> Prediction:
         """Energies, forces and stress of one or many structures, as numpy arrays.
+
+        Structures are evaluated in batches of at most ``max_batch_atoms`` atoms (a larger single
+        structure is its own batch), so memory stays bounded for long lists; after a batch with
+        large per-edge tensors the allocator's kept heap is handed back
+        (:func:`macelerate.runtime.allocator.release_heap_after`).
 
         Args:
             atoms_or_list: one ``ase.Atoms`` or a sequence of them.
             compute_stress: default: when every structure is periodic in all three directions.
+            max_batch_atoms: atoms per batched evaluation.
 
         Raises:
             StructureError: bad structures, or stress requested for a non-periodic structure.
@@ -240,19 +343,33 @@ class Potential(torch.nn.Module):
                 "stress needs structures periodic in all three directions; "
                 "pass compute_stress=False for molecules and slabs"
             )
-        graph = self.build_graph(structures)
-        out = self.forward(graph, compute_stress=compute_stress)
+        if not structures:
+            self.build_graph(structures)  # raises the empty-input error
+        energy, forces, stress, counts = [], [], [], []
+        batches = _batches(structures, max_batch_atoms)
+        for batch in batches:
+            first = None if len(batches) == 1 else len(counts)
+            graph = self.build_graph(batch, first_index=first)
+            out = self.forward(graph, compute_stress=compute_stress)
+            energy.append(out["energy"].double().cpu().numpy())
+            forces.append(out["forces"].double().cpu().numpy())
+            if compute_stress:
+                stress.append(out["stress"].double().cpu().numpy())
+            counts.extend(len(atoms) for atoms in batch)
+            del out
+            release_heap_after(graph["edge_index"].shape[1] * self._bytes_per_edge)
         return Prediction(
-            energy=out["energy"].double().cpu().numpy(),
-            forces=out["forces"].double().cpu().numpy(),
-            stress=out["stress"].double().cpu().numpy() if compute_stress else None,
-            ptr=graph["ptr"].cpu().numpy(),
+            energy=np.concatenate(energy),
+            forces=np.concatenate(forces),
+            stress=np.concatenate(stress) if compute_stress else None,
+            ptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         )
 
     def extra_repr(self) -> str:
+        names = [record.name for record in self.transforms]
         return (
             f"elements={self.atomic_numbers}, r_max={self.r_max}, dtype={self.dtype}, "
-            f"device={self.device}, fused_blocks={self.fused_blocks}, "
+            f"device={self.device}, transforms={names}, "
             f"precision={self.precision.name if self.precision else None}, "
             f"source={self.source.kind}:{self.source.path}"
         )

@@ -27,7 +27,7 @@ import torch
 from ase import Atoms
 from ase.data import covalent_radii
 
-from macelerate._mace import quiet_model_construction
+from macelerate._mace import model_construction
 from macelerate._torch_state import default_dtype
 from macelerate.errors import MacelerateError, ModelFileError
 from macelerate.graph.batch import build_graph
@@ -35,7 +35,7 @@ from macelerate.graph.model_options import model_graph_options, select_model_edg
 from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
 from macelerate.models.checkpoint import is_checkpoint, save_checkpoint, upgrade_checkpoint
-from macelerate.models.config import build_mace_model, describe_mace_model
+from macelerate.models.config import build_mace_model, describe_mace_model, load_error_detail
 from macelerate.models.heads import (
     ConfidenceHead,
     DirectForceHead,
@@ -164,7 +164,7 @@ class Student(torch.nn.Module):
         super().__init__()
         self.config = config
         dtype = DTYPES[config.dtype]
-        with default_dtype(dtype), quiet_model_construction():
+        with default_dtype(dtype), model_construction():
             self.backbone = build_mace_model(backbone_config or config.mace_config())
             if config.smooth_cap:
                 self.backbone.radial_embedding = SmoothCapRadialEmbedding(
@@ -333,7 +333,12 @@ def save_student(
 
 
 def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
-    """Rebuild a :class:`Student` from a loaded (weights-only) checkpoint dictionary."""
+    """Rebuild a :class:`Student` from a loaded (weights-only) checkpoint dictionary.
+
+    Raises:
+        ModelFileError: the checkpoint is not a student's, or its configs or weights are damaged
+            or edited (each named, with the fix).
+    """
     payload = upgrade_checkpoint(payload, source=source)
     model_config = payload["model_config"]
     if model_config.get("model_class") != MODEL_CLASS:
@@ -341,9 +346,27 @@ def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
             f"{source} holds a {model_config.get('model_class')!r}, not a student; load it with "
             "macelerate.load"
         )
-    config = StudentConfig.from_dict(model_config["student"])
-    student = Student(config, backbone_config=model_config["backbone"])
-    result = student.load_state_dict(payload["state_dict"], strict=False)
+    for key in ("student", "backbone"):
+        if not isinstance(model_config.get(key), dict):
+            raise ModelFileError(
+                f"{source}: this student checkpoint lacks its '{key}' config; the file is "
+                "damaged or was edited: save the student again (save_student)"
+            )
+    try:
+        config = StudentConfig.from_dict(model_config["student"])
+        student = Student(config, backbone_config=model_config["backbone"])
+    except (ValueError, TypeError, KeyError) as error:  # StudentError, ModelFileError, ...
+        raise ModelFileError(
+            f"{source}: the student config cannot be built ({error}); the file is damaged or "
+            "was edited: save the student again (save_student)"
+        ) from error
+    try:
+        result = student.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as error:  # shapes that do not match
+        raise ModelFileError(
+            f"{source}: weights do not fit the student config ({load_error_detail(error)}); "
+            "the file is damaged or was edited"
+        ) from error
     missing = [key for key in result.missing_keys if not key.endswith("_zeroed")]
     if missing or result.unexpected_keys:
         raise ModelFileError(
@@ -356,6 +379,8 @@ def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
 def load_student(path: str | Path) -> Student:
     """Read a student checkpoint written by :func:`save_student` (``weights_only=True``)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory; pass the student checkpoint file inside it")
     if not path.is_file():
         raise ModelFileError(f"student checkpoint {path} does not exist")
     try:
@@ -398,6 +423,6 @@ def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.
             f"this student was trained on graphs capped at {config.max_neighbors} neighbours, "
             "which mace-torch tools do not build; pass allow_uncapped=True to export anyway"
         )
-    with quiet_model_construction():
+    with model_construction():
         backbone = copy.deepcopy(student.backbone)
     return backbone.eval()

@@ -6,13 +6,10 @@ from macelerate.precision.policy import (
     PrecisionPolicy,
     resolve_policy,
 )
-from macelerate.precision.transform import PrecisionReport, apply_precision
 
 __all__ = [
     "PRESETS",
     "PrecisionError",
     "PrecisionPolicy",
-    "PrecisionReport",
-    "apply_precision",
     "resolve_policy",
 ]

@@ -110,3 +110,20 @@ def heap_mode_for(edge_tensor_bytes: int) -> bool:
             libc.malloc_trim(0)  # hand the heap kept so far back before the large steps
         _HEAP_MODE = wanted
     return wanted
+
+
+RELEASE_AFTER_BYTES = 256 * 1024**2
+"""A step whose largest per-edge tensor exceeds this (bytes) hands the kept heap back afterwards
+(:func:`release_heap_after`): one large evaluation should not leave gigabytes behind."""
+
+
+def release_heap_after(edge_tensor_bytes: int) -> bool:
+    """After a step: return the freed heap to the OS if the step was large (see above).
+
+    Returns True if ``malloc_trim`` ran. Does nothing unless :func:`tune_malloc_for_tensors` was
+    applied in this process (otherwise glibc already returns large blocks by itself).
+    """
+    if _STATE is None or not _STATE.applied or edge_tensor_bytes <= RELEASE_AFTER_BYTES:
+        return False
+    _libc().malloc_trim(0)
+    return True

@@ -37,7 +37,10 @@ FUSABLE_BLOCKS = ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteracti
 
 
 def _probe_path(tp: torch.nn.Module, index: int) -> torch.Tensor:
-    """Coefficients C[i, j, k] (path weight included) of instruction ``index`` of an e3nn TP."""
+    """Coefficients C[i, j, k] (path weight included) of instruction ``index`` of an e3nn TP.
+
+    ``tp`` is evaluated in float64: pass a float64 copy (the caller's module is not touched).
+    """
     ins = tp.instructions[index]
     in1, in2, out = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
     d1, d2 = in1[ins.i_in1].ir.dim, in2[ins.i_in2].ir.dim
@@ -52,8 +55,8 @@ def _probe_path(tp: torch.nn.Module, index: int) -> torch.Tensor:
             x1[i * d2 + j, o1 + i] = 1.0  # channel 0, component i
             x2[i * d2 + j, o2 + j] = 1.0
     weights[:, weight_offset] = 1.0  # channel 0 of this path only
-    with torch.no_grad(), quiet_model_construction():
-        probe = copy.deepcopy(tp).to(dtype)(x1, x2, weights)  # the caller's module is not touched
+    with torch.no_grad():
+        probe = tp(x1, x2, weights)
     d_out = out[ins.i_out].ir.dim
     return probe[:, oo : oo + d_out].reshape(d1, d2, d_out)
 
@@ -111,13 +114,17 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         self.compact_weights = compact_weights
         self.layout_cache = LayoutCache()
         dtype = next((b.dtype for b in tp.buffers() if b.is_floating_point()), torch.float64)
+        tp64 = tp
+        if dtype != torch.float64:  # probe in float64 on a copy; tp itself is never touched
+            with quiet_model_construction():
+                tp64 = copy.deepcopy(tp).to(torch.float64)
         self.paths: list[tuple[int, int, int, int, int, int, int]] = []
         self.diagonal_scale: list[float | None] = []
         weight_offset = 0
         for index, ins in enumerate(tp.instructions):
             mul = tp.irreps_in1[ins.i_in1].mul
             d1, d2 = tp.irreps_in1[ins.i_in1].ir.dim, tp.irreps_in2[ins.i_in2].ir.dim
-            coefficients = _probe_path(tp, index)
+            coefficients = _probe_path(tp64, index)
             self.register_buffer(f"coefficients_{index}", coefficients.to(dtype))
             self.paths.append((mul, d1, d2, ins.i_in1, ins.i_in2, weight_offset, ins.i_out))
             self.diagonal_scale.append(_diagonal_scale(coefficients))

@@ -81,6 +81,10 @@ class TabulatedRadialMLP(torch.nn.Module):
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
         """``lengths`` [n_edges, 1] Å -> tensor-product weights [n_edges, out_features]."""
+        return self.hidden(lengths) @ self.last_weight
+
+    def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""
         r = lengths.squeeze(-1)
         position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
         interval = position.detach().floor().clamp(0, self.n_knots - 2)
@@ -101,7 +105,7 @@ class TabulatedRadialMLP(torch.nn.Module):
             index = below.nonzero().squeeze(1)
             exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
             hidden = hidden.index_copy(0, index, exact.to(hidden.dtype))
-        return hidden @ self.last_weight
+        return hidden
 
     def extra_repr(self) -> str:
         return (

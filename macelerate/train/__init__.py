@@ -24,6 +24,9 @@ _EXPORTS = {
     "label_structures": "macelerate.train.teacher",
     "sample_structures": "macelerate.train.teacher",
     "write_structures": "macelerate.train.teacher",
+    "TrainConfigError": "macelerate.train.errors",
+    "TrainingDivergedError": "macelerate.train.errors",
+    "TrainStateError": "macelerate.train.state",
 }
 
 __all__ = list(_EXPORTS)

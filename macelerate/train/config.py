@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import torch
 
+from macelerate.train.errors import TrainConfigError
 from macelerate.train.losses import LossWeights
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -35,7 +37,10 @@ class TrainConfig:
         checkpoint_path: training-state file (written every epoch, every ``checkpoint_every``
             steps and when stopping); ``None``: none.
         checkpoint_every: steps between state writes inside an epoch (``None``: epochs only).
-        resume: continue from ``checkpoint_path`` (same settings and data required).
+        resume: continue from ``checkpoint_path`` (same settings and data required; ``epochs``
+            may change: a cosine schedule then decays from the learning rate reached so far to
+            ``lr * min_lr_ratio`` at the new last step, see :mod:`macelerate.train.schedule`).
+            Without ``resume``, an existing ``checkpoint_path`` is an error (never overwritten).
         max_steps: stop after this many optimisation steps in total (the schedule still spans
             ``epochs``); the state file is written at the stop, so a later ``resume`` continues.
         fuse_message_passing: train a copy with :mod:`macelerate.runtime.fused_conv` applied.
@@ -44,6 +49,9 @@ class TrainConfig:
             the structures need the labels named by ``keys``.
         teacher_hessian_rows: atoms per structure whose Hessian rows the teacher labels.
         frozen: parameter-name prefixes that are not trained.
+        max_bad_batches: a batch whose loss or gradient is NaN/inf is skipped (no optimiser or
+            EMA update) and counted; the run stops with :class:`TrainingDivergedError` when this
+            many batches were skipped, and writes nothing with non-finite weights.
     """
 
     epochs: int = 10
@@ -70,18 +78,21 @@ class TrainConfig:
     teacher_weight: float = 1.0
     teacher_hessian_rows: int = 0
     frozen: tuple[str, ...] = ()
+    max_bad_batches: int = 10
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("need epochs >= 1, batch_size >= 1 and lr > 0")
-        if self.schedule not in ("cosine", "plateau", "constant"):
-            raise ValueError(f"schedule must be cosine, plateau or constant, not {self.schedule!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        problems = [
+            f"{name} ({flag}) must be {rule}, got {getattr(self, name)!r}"
+            for name, flag, rule, ok in _rules(self)
+            if not ok
+        ]
         if self.resume and not self.checkpoint_path:
-            raise ValueError("resume=True needs checkpoint_path (the training-state file)")
-        if not 0.0 <= self.teacher_weight <= 1.0:
-            raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
+            problems.append(
+                "resume needs checkpoint_path: pass --checkpoint STATE (the training-state file "
+                "to continue) with --resume"
+            )
+        if problems:
+            raise TrainConfigError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-safe)."""
@@ -95,13 +106,50 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known: {sorted(known)}")
+            raise TrainConfigError(f"unknown TrainConfig keys {unknown}; known: {sorted(known)}")
         data = dict(data)
         if isinstance(data.get("loss"), dict):
-            data["loss"] = LossWeights(**data["loss"])
+            data["loss"] = LossWeights.from_dict(data["loss"])
         if "frozen" in data:
             data["frozen"] = tuple(data["frozen"])
         return cls(**data)
+
+
+def _finite(value: Any, low: float, high: float = math.inf) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
+
+
+def _rules(c: TrainConfig) -> list[tuple[str, str, str, bool]]:
+    """(field, CLI flag, rule, satisfied) for every numeric and choice setting."""
+    whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
+    return [
+        ("epochs", "--epochs", "an integer >= 1", whole(c.epochs, 1)),
+        ("batch_size", "--batch-size", "an integer >= 1", whole(c.batch_size, 1)),
+        ("lr", "--lr", "a finite number > 0", _finite(c.lr, 0.0) and c.lr > 0),
+        ("weight_decay", "--weight-decay", ">= 0", _finite(c.weight_decay, 0.0)),
+        ("schedule", "--schedule", "cosine, plateau or constant",
+         c.schedule in ("cosine", "plateau", "constant")),
+        ("min_lr_ratio", "--min-lr-ratio", "in [0, 1]", _finite(c.min_lr_ratio, 0.0, 1.0)),
+        ("plateau_factor", "--plateau-factor", "in (0, 1)",
+         _finite(c.plateau_factor, 0.0, 1.0) and 0 < c.plateau_factor < 1),
+        ("plateau_patience", "--plateau-patience", "an integer >= 0",
+         whole(c.plateau_patience, 0)),
+        ("grad_clip", "--grad-clip", "> 0 or None (no clipping)",
+         c.grad_clip is None or (_finite(c.grad_clip, 0.0) and c.grad_clip > 0)),
+        ("ema_decay", "--ema-decay", "in [0, 1) or None (0 on the command line: no EMA)",
+         c.ema_decay is None or (_finite(c.ema_decay, 0.0, 1.0) and c.ema_decay < 1)),
+        ("dtype", "--dtype", f"one of {sorted(DTYPES)}", c.dtype in DTYPES),
+        ("val_fraction", "--val-fraction", "in [0, 1) (0: no validation split; pass --val FILE "
+         "for a separate set)", _finite(c.val_fraction, 0.0, 1.0) and c.val_fraction < 1),
+        ("checkpoint_every", "--checkpoint-every", "an integer >= 1 or None",
+         c.checkpoint_every is None or whole(c.checkpoint_every, 1)),
+        ("max_steps", "--max-steps", "an integer >= 1 or None",
+         c.max_steps is None or whole(c.max_steps, 1)),
+        ("teacher_weight", "--teacher-weight", "in [0, 1]", _finite(c.teacher_weight, 0.0, 1.0)),
+        ("teacher_hessian_rows", "--hessian-rows", "an integer >= 0",
+         whole(c.teacher_hessian_rows, 0)),
+        ("max_bad_batches", "--max-bad-batches", "an integer >= 1", whole(c.max_bad_batches, 1)),
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -112,7 +160,7 @@ class TrainReport:
         history: one record per completed epoch: ``epoch``, ``step``, ``lr``, ``train_loss``,
             ``train_terms`` (mean unweighted terms), ``val_energy_rmse`` (meV/atom),
             ``val_forces_rmse`` (meV/Å), ``val_loss``, ``seconds``.
-        steps: optimisation steps done in total (including before a resume).
+        steps: batches processed in total (including before a resume, and skipped ones).
         epochs_completed: completed epochs.
         n_train, n_val: structures used for training and validation.
         n_parameters: trained parameters.
@@ -123,6 +171,10 @@ class TrainReport:
         stopped_at_max_steps: the run stopped at ``max_steps`` before the last epoch ended.
         export_max_energy_diff, export_max_force_diff: largest |ΔE| (eV) and |ΔF| (eV/Å) between
             the exported unfused model and the trained copy on one batch.
+        skipped_batches: batches skipped for a NaN/inf loss or gradient (counted in ``steps``).
+        final_validation: validation of the returned model (EMA weights): ``step``,
+            ``val_energy_rmse`` (meV/atom), ``val_forces_rmse`` (meV/Å), ``val_loss``; ``None``
+            without validation data.
     """
 
     history: list[dict[str, Any]]
@@ -138,6 +190,8 @@ class TrainReport:
     stopped_at_max_steps: bool
     export_max_energy_diff: float
     export_max_force_diff: float
+    skipped_batches: int = 0
+    final_validation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,8 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms
+from tqdm import tqdm
 
-from macelerate.data.labels import LabelKeys, available_keys, get_label, require_label
+from macelerate.data.labels import (
+    LabelKeys,
+    available_keys,
+    energy_label,
+    forces_label,
+    get_label,
+    require_label,
+    warn_if_implausible_energies,
+)
 from macelerate.errors import DataFileError, MacelerateError
 from macelerate.evaluate import stress_3x3
 from macelerate.graph.batch import build_graph
@@ -136,20 +145,17 @@ def collate(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 
 def read_labels(atoms: Atoms, keys: LabelKeys, *, index: int, source: str) -> StructureLabels:
-    """Labels of one structure named by ``keys``; missing ones raise :class:`DataFileError`."""
+    """Labels of one structure named by ``keys``.
+
+    Raises:
+        DataFileError: a label is missing, not numeric, NaN/inf or of the wrong shape.
+    """
     n = len(atoms)
     energy = forces = stress = None
     if keys.energy:
-        value = require_label(atoms, keys.energy, index=index, path=source)
-        energy = float(value.reshape(-1)[0])
+        energy = energy_label(atoms, keys.energy, index=index, path=source)
     if keys.forces:
-        value = require_label(atoms, keys.forces, index=index, path=source)
-        if value.size != 3 * n:
-            raise DataFileError(
-                f"{source}: structure {index} has a '{keys.forces}' label of shape {value.shape}; "
-                f"expected [{n}, 3] forces in eV/Å"
-            )
-        forces = torch.from_numpy(value.reshape(n, 3))
+        forces = torch.from_numpy(forces_label(atoms, keys.forces, index=index, path=source))
     if keys.stress:
         value = require_label(atoms, keys.stress, index=index, path=source)
         stress = torch.from_numpy(stress_3x3(value, index=index, path=source))
@@ -205,10 +211,16 @@ class LabelledData:
             applied to every graph (drops edges a smooth cap weighs 0); ``None``: none.
         dtype: float dtype of the graphs.
         source: name of the data used in error messages.
+        progress: show a tqdm bar while the graphs are built.
 
     Raises:
-        DataFileError: a structure lacks a requested label (the message lists what it has).
+        DataFileError: a structure lacks a requested label (the message lists what it has), or
+            a label is not numeric, NaN/inf, or of the wrong shape.
         UnknownElementError: an element outside the model's ``z_table``.
+
+    Warns:
+        UserWarning: energy labels that do not look like energies in eV
+            (:func:`macelerate.data.labels.warn_if_implausible_energies`).
     """
 
     def __init__(
@@ -220,6 +232,7 @@ class LabelledData:
         edge_selection: dict[str, Any] | None = None,
         dtype: torch.dtype = torch.float64,
         source: str = "<structures>",
+        progress: bool = False,
     ) -> None:
         structures = list(structures)
         if not structures:
@@ -227,8 +240,13 @@ class LabelledData:
         self.labels = [
             read_labels(atoms, keys, index=i, source=source) for i, atoms in enumerate(structures)
         ]  # all labels are checked before any graph is built
+        if keys.energy:
+            energies = [label.energy for label in self.labels if label.energy is not None]
+            sizes = [len(atoms) for atoms in structures]  # every structure has an energy here
+            warn_if_implausible_energies(energies, sizes, key=keys.energy, path=source)
         self.graphs = []
-        for i, atoms in enumerate(structures):
+        bar = tqdm(structures, desc=f"graphs ({source})", unit="structure", disable=not progress)
+        for i, atoms in enumerate(bar):
             try:
                 graph = build_graph(atoms, dtype=dtype, **graph_options)
             except MacelerateError as error:  # name the file and structure in the message

@@ -91,6 +91,10 @@ def distill(
             torch.manual_seed(seed)
             student = build_student(student)
     return train(
-        student, structures, config=config, val_structures=val_structures, keys=keys,
+        student,
+        structures,
+        config=config,
+        val_structures=val_structures,
+        keys=keys,
         teacher=teacher,
     )

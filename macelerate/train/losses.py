@@ -8,13 +8,15 @@ positive and whose labels the batch has. Regression terms use the Huber loss wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
 from macelerate.train.data import Batch, HessianBlock
+from macelerate.train.errors import TrainConfigError
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,25 @@ class LossWeights:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value is not None and value < 0:
-                raise ValueError(f"loss weight {name} must be >= 0, got {value}")
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise TrainConfigError(
+                    f"loss weight {name} must be a finite number >= 0 (0 switches the term off), "
+                    f"got {value}"
+                )
         if self.huber_delta is not None and self.huber_delta <= 0:
-            raise ValueError(f"huber_delta must be > 0 or None (MSE), got {self.huber_delta}")
+            raise TrainConfigError(
+                f"huber_delta (--huber-delta) must be > 0, or None/'none' for MSE; got "
+                f"{self.huber_delta}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LossWeights:
+        """Build from plain data; unknown keys raise :class:`TrainConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainConfigError(f"unknown LossWeights keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
 
 
 def regression_loss(

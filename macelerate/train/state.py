@@ -7,11 +7,16 @@ Layout (a ``torch.save`` of plain data, loadable with ``weights_only=True``)::
       "step": int,                     # optimisation steps done
       "model": {...},                  # state dict of the training copy (fused layout if fused)
       "ema": {...} | None,             # ExponentialMovingAverage.state_dict()
-      "optimizer": {...}, "scheduler": {...} | None,
+      "optimizer": {...},
+      "scheduler": {...} | None,       # CosineSchedule.state_dict() or ReduceLROnPlateau's
       "config": {...},                 # TrainConfig.to_dict()
       "data_fingerprint": str,         # sha256 of the training structures and labels
       "history": [...],                # per-epoch records so far
+      "epoch_sums": {...},             # running sums of the unfinished epoch
+      "bad_batches": int,              # batches skipped for a NaN/inf loss or gradient
     }
+
+Only finite states are written (:func:`macelerate.train.guard.require_finite`).
 
 The epoch order of the structures is drawn from a generator seeded with ``(seed, epoch)``, so the
 step count alone fixes where in the data a resumed run continues; no global RNG is used.
@@ -32,8 +37,11 @@ from macelerate.train.data import LabelledData
 STATE_FORMAT = "macelerate-train-state"
 STATE_VERSION = 1
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "max_steps", "resume", "progress", "checkpoint_path", "checkpoint_every", "device"}
-)
+    {
+        "epochs", "max_steps", "resume", "progress", "checkpoint_path", "checkpoint_every",
+        "device", "max_bad_batches",
+    }
+)  # fmt: skip
 """TrainConfig fields that may differ between a run and its resumption."""
 
 

@@ -22,6 +22,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 from ase.stress import full_3x3_to_voigt_6_stress
+from tqdm import tqdm
 
 from macelerate._version import __version__
 from macelerate.atomic_io import write_atomically
@@ -89,6 +90,7 @@ def label_structures(
     hessian_rows: int = 0,
     seed: int = 0,
     batch_size: int = 8,
+    progress: bool = False,
 ) -> list[Atoms]:
     """Copies of ``structures`` labelled by ``teacher`` (inputs are never modified).
 
@@ -100,6 +102,7 @@ def label_structures(
             backward passes through the teacher.
         seed: seed of the atom choice.
         batch_size: structures per teacher call.
+        progress: show tqdm bars (labelling, then Hessian rows).
 
     Returns:
         Labelled copies; see the module docstring for the keys.
@@ -112,6 +115,7 @@ def label_structures(
     provenance = teacher_provenance(teacher)
     periodic = [i for i, atoms in enumerate(copies) if atoms.pbc.all()]
     groups = (periodic, [i for i in range(len(copies)) if i not in set(periodic)])
+    bar = tqdm(total=len(copies), desc="label", unit="structure", disable=not progress)
     for indices, with_stress in zip(groups, (True, False)):
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
@@ -125,8 +129,11 @@ def label_structures(
                 if with_stress:
                     results["stress"] = full_3x3_to_voigt_6_stress(prediction.stress[n])
                 copies[i].calc = SinglePointCalculator(copies[i], **results)
+            bar.update(len(chunk))
+    bar.close()
     rng = np.random.default_rng(seed)
-    for atoms in copies:
+    rows_bar = hessian_rows > 0 and progress
+    for atoms in tqdm(copies, desc="Hessian rows", unit="structure", disable=not rows_bar):
         atoms.info.update(provenance)
         if hessian_rows > 0:
             k = min(hessian_rows, len(atoms))
@@ -147,6 +154,7 @@ def _md_snapshots(
     timestep_fs: float,
     friction_per_fs: float,
     seed: int,
+    bar: tqdm,
 ) -> list[Atoms]:
     from macelerate.calculator import Calculator
     from macelerate.md import thermalize
@@ -161,6 +169,7 @@ def _md_snapshots(
     snapshots = []
     for step in range(1, md_steps + 1):
         dynamics.run(1)
+        bar.update(1)
         if step % interval == 0:
             snapshot = _clean_copy(atoms)
             snapshot.set_momenta(None)
@@ -181,13 +190,14 @@ def sample_structures(
     timestep_fs: float = 0.5,
     friction_per_fs: float = 0.01,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[Atoms]:
     """Unlabelled structures around ``start_structures``: teacher-driven MD plus rattling.
 
     For every start structure and temperature (K), a Langevin run of ``md_steps`` steps of
     ``timestep_fs`` fs contributes a snapshot every ``interval`` steps; then ``n_rattled`` copies
     of each start structure with Gaussian displacements of ``rattle_std`` Å per component.
-    Deterministic for a given ``seed``.
+    Deterministic for a given ``seed``; ``progress`` shows a tqdm bar over all MD steps.
     """
     if interval < 1 or md_steps < 0 or n_rattled < 0 or rattle_std < 0:
         raise ValueError("need interval >= 1, md_steps >= 0, n_rattled >= 0, rattle_std >= 0")
@@ -197,18 +207,21 @@ def sample_structures(
         teacher = load(teacher)
     samples: list[Atoms] = []
     rng = np.random.default_rng(seed)
+    total = len(start_structures) * len(temperatures) * md_steps
+    bar = tqdm(total=total, desc="teacher MD", unit="step", disable=not progress)
     for s, start in enumerate(start_structures):
         for t, temperature in enumerate(temperatures):
             samples += _md_snapshots(
                 teacher, start, temperature=float(temperature), md_steps=md_steps,
                 interval=interval, timestep_fs=timestep_fs, friction_per_fs=friction_per_fs,
-                seed=seed + 1000 * s + t,
+                seed=seed + 1000 * s + t, bar=bar,
             )  # fmt: skip
         for _ in range(n_rattled):
             rattled = _clean_copy(start)
             rattled.positions = rattled.positions + rng.normal(0.0, rattle_std, (len(start), 3))
             rattled.info["rattle_std"] = float(rattle_std)
             samples.append(rattled)
+    bar.close()
     return samples
 
 

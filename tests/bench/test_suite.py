@@ -6,13 +6,29 @@ import json
 
 import pytest
 
-from macelerate.bench.results import bench_payload, markdown_table, speedups, text_table
-from macelerate.bench.suite import BenchSpec, BenchSpecError, model_labels, run_bench, run_worker
+from macelerate.bench.results import (
+    BUSY_NOTE,
+    bench_payload,
+    markdown_table,
+    speedups,
+    text_table,
+    unreliable_rows,
+)
+from macelerate.bench.suite import (
+    BenchSpec,
+    BenchSpecError,
+    _row,
+    model_labels,
+    run_bench,
+    run_worker,
+)
+from macelerate.bench.systems import BuiltSystem
 from macelerate.errors import MacelerateError
 
 ROW_KEYS = {
     "model", "model_label", "engine", "lever", "system", "n_atoms", "n_edges", "mean_neighbors",
     "status", "error", "ms_per_step", "steps_per_s", "graph_ms", "peak_memory_mb", "memory_kind",
+    "ms_spread", "unreliable",
 }  # fmt: skip
 
 
@@ -95,6 +111,35 @@ def test_labels_and_speedups_and_failed_rows():
         "settings": {"dtype": "float64", "stress": False, "repeats": 5, "warmup": 2},
     }
     table = markdown_table(payload)
-    assert "| 2.00 [1.00–3.00] | 500.00 | 1.00 | 100 | 2.0 | 4.00x |" in table
+    # min 1.00, max 3.00: the slowest step took 3x the fastest, so the timing is flagged
+    assert "| 2.00 [1.00–3.00] ! | 500.00 | 1.00 | 100 | 2.0 | 4.00x |" in table
+    assert "| 8.00 [8.00–9.00] | 500.00 |" in table and BUSY_NOTE in table
     assert "OOM: RuntimeError: std::bad_alloc" in table
     assert "OOM: RuntimeError: std::bad_alloc" in text_table(payload)
+
+
+def test_rows_whose_steps_spread_over_2x_are_flagged_unreliable(silicon):
+    """A slowest step over twice the fastest means a busy machine: flagged in the row and table."""
+    built = BuiltSystem(atoms=silicon, label="s", repeat=(1, 1, 1))
+
+    def row(ms):
+        fields = {"status": "ok" if ms else "error", "ms_per_step": ms, "n_edges": 16}
+        return _row("m", "m", "macelerate", "exact", built, fields)
+
+    busy = row({"median": 5.0, "min": 2.0, "max": 4.5})
+    quiet = row({"median": 5.0, "min": 4.0, "max": 7.9})
+    failed = row(None)
+    assert busy.unreliable is True and busy.ms_spread == pytest.approx(2.25)
+    assert quiet.unreliable is False and quiet.ms_spread == pytest.approx(1.975)
+    assert failed.unreliable is None and failed.ms_spread is None
+    payload = {
+        "results": [r.to_json() for r in (busy, quiet, failed)],
+        "device": {"kind": "cpu", "name": "CPU", "torch_threads": 2},
+        "settings": {"dtype": "float64", "stress": False, "repeats": 5, "warmup": 2},
+    }
+    assert unreliable_rows(payload) == [payload["results"][0]]
+    text = text_table(payload)
+    assert "5.00 [2.00–4.50] !" in text and "5.00 [4.00–7.90]  " in text
+    assert "machine busy, figures unreliable" in text
+    quiet_only = {**payload, "results": payload["results"][1:]}
+    assert "machine busy" not in markdown_table(quiet_only)

@@ -33,3 +33,22 @@ class Tilted(torch.nn.Module):
             forces[:, 0] -= 2 * self.strength * x.detach()
             out["forces"] = self.force_scale * forces
         return out
+
+
+class Poisoned(torch.nn.Module):
+    """A MACE whose energies and forces come out NaN (as a diverged model's would)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("r_max", inner.r_max.clone())
+        self.register_buffer("atomic_numbers", inner.atomic_numbers.clone())
+        self.heads = inner.heads
+
+    def forward(self, data, training=False, compute_force=True, compute_stress=False, **kw):
+        out = dict(self.inner(data, training=training, compute_force=compute_force,
+                              compute_stress=compute_stress, **kw))  # fmt: skip
+        for key in ("energy", "forces", "stress", "node_energy"):
+            if out.get(key) is not None:
+                out[key] = out[key] * float("nan")
+        return out

@@ -36,3 +36,22 @@ def test_short_nve_run_conserves_energy(tiny_model, silicon):
 def test_too_few_steps_is_an_error(tiny_model, silicon):
     with pytest.raises(ValueError, match="at least 2 steps"):
         check_nve(load(tiny_model), silicon, steps=1)
+
+
+def test_a_run_that_blows_up_is_a_failed_check(tiny_model, ethanol):
+    from macelerate.checks.thresholds import TOLERANCES
+
+    result = check_nve(load(tiny_model), ethanol, steps=40, timestep_fs=10.0)
+    assert result.problem is not None and "MD blew up at step" in result.problem
+    assert np.isnan(result.drift_mev_per_atom_ps)
+    (verdict,) = result.verdicts(TOLERANCES["float64"])
+    assert not verdict.passed and "MD blew up" in verdict.hint
+
+
+def test_short_runs_allow_for_the_oscillation_they_cannot_resolve(tiny_model, ethanol):
+    """Two steps fix no slope: the pass limit grows by (3 x residual + 0.01 meV/atom) / T."""
+    from macelerate.checks.thresholds import TOLERANCES
+
+    result = check_nve(load(tiny_model), ethanol, steps=2, timestep_fs=0.5, seed=1)
+    assert result.resolution_mev_per_atom_ps >= 0.01 / 1e-3
+    assert result.verdicts(TOLERANCES["float64"])[0].passed

@@ -210,3 +210,55 @@ def test_demo_structure_is_graphene_oxide():
     atoms = graphene_oxide(repeat=(7, 5))
     assert atoms.get_chemical_formula() == "C140O28" and atoms.pbc.all()
     assert atoms.get_all_distances(mic=True)[~np.eye(len(atoms), dtype=bool)].min() > 1.3
+
+
+def test_eval_shows_progress_unless_told_not_to(tiny_model_file, labelled_file, capsys):
+    args = ["eval", str(tiny_model_file), "--data", str(labelled_file),
+            "--energy-key", "REF_energy", "--forces-key", "REF_forces"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "model: 100%" in err and "2/2" in err and "structure" in err
+    assert main([*args, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+HELPED_COMMANDS = ("check", "md", "eval", "bench", "report", "demo")
+
+
+def _subparsers():
+    import argparse
+
+    from macelerate.cli.__main__ import build_parser
+
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+@pytest.mark.parametrize("command", HELPED_COMMANDS)
+def test_every_option_has_help_and_shows_its_default(command):
+    import argparse
+
+    subparser = _subparsers()[command]
+    formatter = subparser._get_formatter()
+    for action in subparser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{command} {action.dest} has no help text"
+        default = action.default
+        if action.option_strings and default is not None and default is not False:
+            text = formatter._get_help_string(action) % {"default": default}
+            assert "default" in text, f"{command} {action.option_strings[0]} hides its default"
+
+
+def test_help_shows_the_defaults(capsys):
+    for command, expected in [
+        ("md", ["--steps STEPS", "(default: 100)", "(default: 10)", "(default: 1.0)"]),
+        ("eval", ["(default: 8)", "(default: energy)"]),
+        ("bench", ["(default: 64,512,1000)", "(default: 5)"]),
+        ("demo", ["(default: 20)", "(default: float64)"]),
+    ]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # undo line wrapping
+        assert all(snippet in text for snippet in expected), (command, text)

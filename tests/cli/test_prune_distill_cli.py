@@ -60,6 +60,36 @@ def test_prune_with_recovery_writes_a_smaller_plain_mace_model(tmp_path, ethanol
     np.testing.assert_allclose(ethanol.get_forces(), pruned.predict(ethanol).forces, atol=1e-8)
 
 
+def test_prune_help_names_every_option_and_its_default():
+    import argparse
+
+    from macelerate.cli.__main__ import build_parser
+
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    parser = subparsers.choices["prune"]
+    assert all(action.help for action in parser._actions), [a.dest for a in parser._actions]
+    text = " ".join(parser.format_help().split())
+    for shown in ("(default: taylor)", "(default: 8)", "(default: 0.005)", "(default: float32)"):
+        assert shown in text
+
+
+def test_prune_records_the_transform_and_shows_importance_progress(tmp_path, ethanol, capsys):
+    model = tiny_mace([1, 6, 8], channels=8)
+    model_file = tmp_path / "big.model"
+    torch.save(model, model_file)
+    data = _labelled(tmp_path, model, [ethanol] * 2)
+    out = tmp_path / "small.pt"
+    args = ["prune", str(model_file), "--channels", "4", "--calibration", str(data), "--out",
+            str(out), "--energy-key", "REF_energy", "--forces-key", "REF_forces"]  # fmt: skip
+    assert main(args) == 0
+    assert "importance" in capsys.readouterr().err  # tqdm bar over the calibration frames
+    record = load(out, allow_pickle=False).source.transforms_applied[-1]
+    assert record["transform"] == "prune" and record["plan"]["channels"] == 4
+    assert record["importance"] == "taylor (labels)"
+
+
 def test_distill_writes_a_student_the_calculator_runs(tmp_path, ethanol):
     teacher = tiny_mace([1, 6, 8], channels=8)
     teacher_file = tmp_path / "teacher.model"

@@ -54,7 +54,7 @@ def test_label_from_md_samples(tiny_model_file, tmp_path, capsys):
 
 def test_fine_tune_writes_a_checkpoint_and_resumes(labelled_file, tiny_model_file, tmp_path):
     out, state, report = tmp_path / "tuned.pt", tmp_path / "state.pt", tmp_path / "report.json"
-    common = ["train", "--model", str(tiny_model_file), "--data", str(labelled_file),
+    common = ["train", str(tiny_model_file), "--data", str(labelled_file),
               "--out", str(out), "--epochs", "1", "--batch-size", "2", "--lr", "1e-3",
               "--val-fraction", "0.25", "--checkpoint", str(state), *QUIET]  # fmt: skip
     assert main([*common, "--max-steps", "1"]) == 0

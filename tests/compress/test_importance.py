@@ -10,8 +10,8 @@ import torch
 from ase.build import molecule
 
 from macelerate._mace import quiet_model_construction
-from macelerate.compress.importance import block_importance
-from macelerate.compress.irreps_slicing import channel_spaces, weight_slices
+from macelerate.compress.importance import block_importance, channel_spaces
+from macelerate.compress.scoring import weight_slices
 from macelerate.data.labels import LabelKeys
 from macelerate.errors import DataFileError
 from macelerate.testing import tiny_mace

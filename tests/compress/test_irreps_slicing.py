@@ -9,23 +9,18 @@ import torch
 
 from macelerate._mace import import_mace, quiet_model_construction
 from macelerate.compress.irreps_slicing import (
-    Path,
     basis_map,
-    contraction_macs,
     coupling_components,
     feature_index,
     flat_weight_channels,
     flat_weight_degrees,
     flat_weight_index,
-    irreps_entries,
-    irreps_string,
-    mlp_macs,
-    path_macs,
-    paths_from_e3nn,
     restrict_u,
     select_by_ir,
     select_tp_outputs,
 )
+from macelerate.compress.macs import contraction_macs, mlp_macs, path_macs
+from macelerate.mace.irreps import Path, irreps_entries, irreps_string, paths_from_e3nn
 
 import_mace()
 from e3nn import o3  # noqa: E402

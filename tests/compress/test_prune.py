@@ -21,18 +21,12 @@ from macelerate.compress import (
     prune,
     uniform_plan,
 )
-from macelerate.compress.importance import check_prunable
-from macelerate.compress.irreps_slicing import (
-    feature_index,
-    irreps_entries,
-    paths_from_e3nn,
-    select_by_ir,
-    select_tp_outputs,
-    selects_message,
-)
+from macelerate.compress.irreps_slicing import feature_index, select_by_ir, select_tp_outputs
 from macelerate.data.labels import LabelKeys
 from macelerate.errors import ModelFileError
 from macelerate.graph.batch import build_graph
+from macelerate.mace.irreps import irreps_entries, paths_from_e3nn
+from macelerate.mace.layout import check_supported, selects_message
 from macelerate.testing import rotation_matrix, tiny_mace, tiny_mace_config
 
 Z = [1, 6, 8]
@@ -66,7 +60,8 @@ def _evaluate(model, atoms, rotation: np.ndarray | None = None):
     for a in atoms if rotation is not None else []:
         a.positions = a.positions @ rotation.T
         a.cell = a.cell.array @ rotation.T
-    graph = build_graph(atoms, cutoff=float(model.r_max), z_table=Z, dtype=torch.float64)
+    z_table = [int(z) for z in model.atomic_numbers]
+    graph = build_graph(atoms, cutoff=float(model.r_max), z_table=z_table, dtype=torch.float64)
     data = dict(graph)
     data["positions"] = graph["positions"].clone()
     out = model(data, training=False, compute_force=True)
@@ -167,12 +162,13 @@ def _conv_index(old, new, plan, t):
     return feature_index(e(tp_o, "irreps_out"), mid)
 
 
-def _check_block_by_block(model, pruned, plan) -> None:
+def _check_block_by_block(model, pruned, plan, atoms: list[Atoms] | None = None) -> None:
     """Every module of the pruned model outputs the zeroed reference's kept components, and the
     zeroed writers' removed components are exactly zero. (The edge tensor product and the
-    symmetric contraction still compute removed orders in the reference; nothing reads them.)"""
+    symmetric contraction still compute removed orders in the reference; nothing reads them.)
+    ``atoms``: the structures (default: :func:`_structures`)."""
     ref = _zeroed_reference(model, plan)
-    atoms = _structures()
+    atoms = _structures() if atoms is None else atoms
     got, want = _module_outputs(pruned, atoms), _module_outputs(ref, atoms)
     assert set(got) == set(want) and len(got) >= 12
     for name, value in want.items():
@@ -204,14 +200,12 @@ def _check_block_by_block(model, pruned, plan) -> None:
         torch.testing.assert_close(f1, f2, rtol=0, atol=1e-10)
 
 
-
-def assert_exactly_equivariant(pruned: torch.nn.Module) -> None:
-    """Energies invariant and forces equivariant under a random rotation, to 1e-11 (float64)."""
+def assert_exactly_equivariant(pruned: torch.nn.Module, atoms: list[Atoms] | None = None) -> None:
+    """Energies invariant and forces equivariant under a random rotation, to 1e-11 (float64),
+    on ``atoms`` (default: :func:`_structures`)."""
     rotation = rotation_matrix(np.random.default_rng(0))
-    (e0, f0), (e1, f1) = (
-        _evaluate(pruned, _structures()),
-        _evaluate(pruned, _structures(), rotation),
-    )
+    atoms = _structures() if atoms is None else atoms
+    (e0, f0), (e1, f1) = _evaluate(pruned, atoms), _evaluate(pruned, atoms, rotation)
     assert float((e1 - e0).abs().max()) < 1e-11
     assert float((f1 - f0 @ torch.as_tensor(rotation).T).abs().max()) < 1e-11
 
@@ -227,6 +221,7 @@ def assert_same_in_mace_calculator(pruned: torch.nn.Module, path, atoms) -> None
     energy, forces = _evaluate(pruned, atoms)
     assert abs(atoms.get_potential_energy() - float(energy[0])) < 1e-9
     np.testing.assert_allclose(atoms.get_forces(), forces.numpy(), atol=1e-9)
+
 
 def test_identity_plan_reproduces_the_model(small):
     pruned, report = apply_plan(small, uniform_plan(small, range(8)))
@@ -330,8 +325,8 @@ def test_plan_pruning_picks_top_scores(small):
 def test_unsupported_models_are_refused():
     config = tiny_mace_config(Z) | {"interaction_cls_first": "RealAgnosticDensityInteractionBlock"}
     with pytest.raises(ModelFileError, match="interaction_cls_first"):
-        check_prunable(config)
+        check_supported(config)
     with pytest.raises(ModelFileError, match="heads"):
-        check_prunable(tiny_mace_config(Z) | {"heads": ["a", "b"]})
+        check_supported(tiny_mace_config(Z) | {"heads": ["a", "b"]})
     with pytest.raises(ValueError, match="taylor importance needs calibration"):
         prune(torch.nn.Linear(1, 1), channels=1)

@@ -18,8 +18,8 @@ from macelerate.compress import (
     prune,
     uniform_plan,
 )
-from macelerate.compress.importance import check_prunable
-from macelerate.compress.irreps_slicing import weight_slices
+from macelerate.compress.scoring import weight_slices
+from macelerate.mace.layout import DERIVED_STATE, check_supported
 from macelerate.models.config import build_mace_model, describe_mace_model
 from macelerate.testing import tiny_mace_config
 from tests.compress.test_prune import (
@@ -57,7 +57,7 @@ def first_wide() -> torch.nn.Module:
 
 
 def test_selector_space_and_weight_slices(first):
-    check_prunable(describe_mace_model(first))
+    check_supported(describe_mace_model(first))
     assert first.products[0].use_sc is False and first.products[1].use_sc is True
     spaces = channel_spaces(first)
     assert list(spaces) == [
@@ -186,7 +186,6 @@ def test_prune_from_a_potential_end_to_end(first):
 def test_demo_checkpoint_prunes_exactly(max_ell):
     """The embedded go_small demo (mace_run_train's default layout, float32) in float64, with
     float64-exact derived constants: 16 -> 8 channels equals the zeroed reference."""
-    from macelerate.compress.importance import DERIVED_STATE
     from macelerate.demo.run import demo_model_path
     from macelerate.models.loading import read_model_file
 

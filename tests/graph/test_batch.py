@@ -92,3 +92,17 @@ def test_same_graph_as_mace_atomic_data(silicon, ethanol, dtype):
         }
         assert _edges(ours, 0, len(atoms)) == ref_edges
         torch.testing.assert_close(ours["node_attrs"].double(), reference["node_attrs"].double())
+
+
+def test_float32_far_from_the_origin_warns(ethanol):
+    from macelerate.errors import PrecisionLossWarning
+
+    far = ethanol.copy()
+    far.positions += 1e6  # float32 spacing at 1e6 is 0.0625 Å
+    with pytest.warns(PrecisionLossWarning, match=r"1e\+06 Å.*precision='fp32'.*origin"):
+        build_graph(far, cutoff=3.0, dtype=torch.float32)
+    assert issubclass(PrecisionLossWarning, UserWarning)
+    build_graph(far, cutoff=3.0, dtype=torch.float64)  # float64: exact enough, no warning
+    near = ethanol.copy()
+    near.positions += 500.0  # float32 rounds by < 1e-4 Å here
+    build_graph(near, cutoff=3.0, dtype=torch.float32)

@@ -65,7 +65,7 @@ def test_precision_policy_applies_to_a_student_backbone(silicon_cell):
     student = _student(max_neighbors=8)
     reference = load(student)
     fast = load(student, precision="bf16-linear")
-    assert fast.precision_blocks and fast.fused_blocks == 2
+    assert fast.precision is not None and fast.fused_blocks == 2
     a, b = reference.predict(silicon_cell), fast.predict(silicon_cell)
     scale = np.sqrt(np.mean(a.forces**2))
     assert np.sqrt(np.mean((a.forces - b.forces) ** 2)) < 0.05 * scale

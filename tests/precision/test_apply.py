@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from macelerate import load
-from macelerate.precision import PRESETS, PrecisionError, apply_precision
+from macelerate.precision import PRESETS, PrecisionError
 from macelerate.precision.islands import PrecisionIsland
 from macelerate.testing import numeric_forces, rotation_matrix, tiny_mace
+from macelerate.transforms import apply_precision
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,16 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from macelerate.precision.apply import BlockPrecision, check_device_supports
+from macelerate._mace import model_construction
+from macelerate.precision.apply import (
+    BlockPrecision,
+    check_device_supports,
+    strip_islands,
+    wrap_blocks,
+)
+from macelerate.precision.islands import PrecisionIsland
 from macelerate.precision.policy import PrecisionPolicy, resolve_policy
+from macelerate.transforms.record import TransformRecord
 
 if TYPE_CHECKING:
     from macelerate.models.potential import Potential
@@ -119,26 +127,42 @@ def apply_precision(
         PrecisionError: malformed policy, a dtype the device cannot compute in, a TorchScript
             model, or a source whose weights were already rounded to half precision.
     """
-    from macelerate.models.potential import Potential
+    return _apply(potential, potential.copy_model(), policy, probe)
 
+
+def apply_precision_owned(
+    potential: Potential, policy: PrecisionPolicy | str | dict[str, Any]
+) -> tuple[Potential, PrecisionReport]:
+    """:func:`apply_precision` without the copy: the islands go into ``potential``'s own model.
+
+    For callers that made ``potential`` themselves and drop it (:func:`macelerate.load`);
+    ``potential`` must not be used afterwards.
+    """
+    return _apply(potential, potential.model, policy, None)
+
+
+def _apply(
+    potential: Potential,
+    model: torch.nn.Module,
+    policy: PrecisionPolicy | str | dict[str, Any],
+    probe: Sequence[Atoms] | None,
+) -> tuple[Potential, PrecisionReport]:
     policy = resolve_policy(policy)
     check_device_supports(policy, potential.device)
-    new = Potential(
-        potential.model,
-        device=potential.device,
-        dtype=None,
-        head=potential.head,
-        min_distance=potential.min_distance,
-        fuse_message_passing=potential.fused_blocks > 0,
-        source=potential.source,
-        precision=policy,
-    )
-    deviation = precision_deviation(potential, new, probe) if probe else None
+    bytes_before = parameter_bytes(potential.model)
+    with model_construction():
+        if any(isinstance(m, PrecisionIsland) for m in model.modules()):
+            strip_islands(model, dtype=torch.float64)  # refuses half-precision weights
+        backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model
+        blocks = wrap_blocks(backbone, policy)
+    record = TransformRecord("precision", False, policy.to_dict(), {"blocks": len(blocks)})
+    new = potential.replace(model, record=record, precision=policy)
+    deviation = precision_deviation(potential, new, probe) if probe else None  # source intact
     report = PrecisionReport(
         policy=policy.to_dict(),
         device=str(potential.device),
-        blocks=tuple(new.precision_blocks),
-        parameter_bytes_before=parameter_bytes(potential.model),
+        blocks=tuple(blocks),
+        parameter_bytes_before=bytes_before,
         parameter_bytes_after=parameter_bytes(new.model),
         notes=tuple(device_notes(policy, potential.device)),
         deviation=deviation,

@@ -1,0 +1,1 @@
+"""Everything macelerate knows about mace-torch's module layout."""

@@ -1,0 +1,284 @@
+"""The mutable state of one training run and its step loop (used by :func:`~.loop.train`).
+
+A :class:`TrainingRun` holds the model, AdamW, the learning-rate schedule, the EMA, the step
+counter, the skipped-batch count and the history; :meth:`TrainingRun.run` steps through the
+data in a ``(seed, epoch)``-seeded order, validates at every epoch end and writes the resumable
+state (:mod:`macelerate.train.state`) after checking it is finite (:mod:`macelerate.train.guard`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from macelerate.train.config import TrainConfig
+from macelerate.train.data import Batch, LabelledData
+from macelerate.train.distributed import DataParallel
+from macelerate.train.ema import ExponentialMovingAverage
+from macelerate.train.guard import (
+    gradient_norm,
+    poison_gradients,
+    require_finite,
+    too_many_bad_batches,
+)
+from macelerate.train.schedule import CosineSchedule
+from macelerate.train.state import data_fingerprint, save_train_state
+from macelerate.train.steps import batch_loss, validate
+
+
+def _plateau(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+    )
+
+
+class TrainingRun:
+    """Model, optimiser, schedule, EMA, step counter and history of one run."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_data: LabelledData,
+        val_data: LabelledData | None,
+        config: TrainConfig,
+        parallel: DataParallel | None = None,
+    ) -> None:
+        self.model, self.train_data, self.val_data, self.config = (
+            model, train_data, val_data, config,
+        )  # fmt: skip
+        self.parallel = parallel or DataParallel()
+        self.parallel.broadcast_parameters(model)
+        self.device = next(model.parameters()).device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("no parameter left to train: check TrainConfig.frozen")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.cosine = self.plateau = None
+        if config.schedule == "cosine":
+            self.cosine = CosineSchedule(
+                peak=config.lr, minimum=config.lr * config.min_lr_ratio,
+                total_steps=self.total_steps,
+            )  # fmt: skip
+        elif config.schedule == "plateau":
+            self.plateau = _plateau(self.optimizer, config)
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = ExponentialMovingAverage(model, decay=config.ema_decay)
+        self.step = 0
+        self.bad_batches = 0
+        self.history: list[dict[str, Any]] = []
+        self.epoch_sums: dict[str, float] = {}
+        self.fingerprint = data_fingerprint(train_data)
+        if val_data is not None:
+            self.fingerprint += "+" + data_fingerprint(val_data)
+        self.step_seconds, self.steps_run = 0.0, 0
+        self._apply_lr()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _apply_lr(self) -> None:
+        """Give the optimiser the cosine schedule's rate for the next step."""
+        if self.cosine is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cosine.lr(self.step)
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """Structure order of ``epoch``: a permutation drawn from ``(seed, epoch)`` alone."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_data), generator=generator).tolist()
+
+    def averaged(self):
+        """Context in which the model holds the EMA weights (or its own without EMA)."""
+        if self.ema is None:
+            return nullcontext(self.model)
+        return self.ema.averaged(self.model)
+
+    def _add(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
+
+    def optimisation_step(self, batch: Batch) -> dict[str, float]:
+        """One step on ``batch``; a NaN/inf loss or gradient skips the update (``skipped`` = 1)."""
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = batch_loss(self.model, batch, self.config.loss)
+        if bool(torch.isfinite(terms["total"].detach())):
+            terms["total"].backward()
+        else:  # every rank must skip: NaN gradients reach all of them through the average
+            poison_gradients(self.params)
+        self.parallel.average_gradients(self.params)
+        values = {name: float(value.detach()) for name, value in terms.items()}
+        skipped = not bool(torch.isfinite(gradient_norm(self.params)))
+        if skipped:
+            self.bad_batches += 1
+            self._add({"skipped": 1.0})
+        else:
+            if self.config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self._add({**values, "steps": 1.0})
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self._apply_lr()
+        elapsed = time.perf_counter() - start
+        self._add({"seconds": elapsed})
+        self.step_seconds, self.steps_run = self.step_seconds + elapsed, self.steps_run + 1
+        return {**values, "skipped": float(skipped)}
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Validate (with EMA weights), step a plateau schedule, append a history record."""
+        sums = self.epoch_sums
+        steps = sums.get("steps", 0.0)
+        train_loss = sums["total"] / steps if steps else None
+        metrics: dict[str, Any] = {"val_energy_rmse": None, "val_forces_rmse": None}
+        metrics["val_loss"] = None
+        if self.val_data is not None:
+            with self.averaged():
+                metrics = validate(
+                    self.model, self.val_data, batch_size=self.config.batch_size,
+                    weights=self.config.loss,
+                )  # fmt: skip
+        if self.plateau is not None:
+            monitored = metrics["val_loss"] if metrics["val_loss"] is not None else train_loss
+            if monitored is not None and math.isfinite(monitored):
+                self.plateau.step(monitored)
+        record = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "lr": self.lr,
+            "train_loss": train_loss,
+            "train_terms": {
+                name: value / steps
+                for name, value in sums.items()
+                if steps and name not in ("steps", "seconds", "total", "skipped")
+            },
+            **metrics,
+            "skipped_batches": int(sums.get("skipped", 0)),
+            "seconds": sums.get("seconds", 0.0),
+        }
+        self.history.append(record)
+        self.epoch_sums = {}
+        return record
+
+    def state(self) -> dict[str, Any]:
+        schedule = None
+        if self.cosine is not None:
+            schedule = self.cosine.state_dict()
+        elif self.plateau is not None:
+            schedule = self.plateau.state_dict()
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": schedule,
+            "config": self.config.to_dict(),
+            "data_fingerprint": self.fingerprint,
+            "history": self.history,
+            "epoch_sums": self.epoch_sums,
+            "bad_batches": self.bad_batches,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; a changed total re-anchors the cosine schedule."""
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        if self.cosine is not None:
+            stored = CosineSchedule.from_state(
+                state["scheduler"], peak=self.cosine.peak, minimum=self.cosine.minimum
+            )
+            self.cosine = stored.extended(total_steps=self.total_steps, step=self.step)
+        elif self.plateau is not None:
+            self.plateau.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.epoch_sums = dict(state["epoch_sums"])
+        self.bad_batches = int(state.get("bad_batches", 0))
+        self._apply_lr()
+
+    def save(self) -> None:
+        """Write the training state (main rank), refusing NaN/inf weights or optimiser moments."""
+        path = self.config.checkpoint_path
+        if path and self.parallel.is_main:
+            state = self.state()
+            checked = {k: state[k] for k in ("model", "ema", "optimizer")}
+            require_finite(checked, what=f"the training state for {path}",
+                           kept=f"the previous {path} is unchanged")  # fmt: skip
+            save_train_state(path, state)
+
+    def _check_bad_batches(self, values: dict[str, float], epoch: int) -> None:
+        if values["skipped"] and self.bad_batches >= self.config.max_bad_batches:
+            raise too_many_bad_batches(
+                count=self.bad_batches, step=self.step, epoch=epoch + 1, loss=values["total"],
+                lr=self.lr, state_path=self.config.checkpoint_path,
+            )  # fmt: skip
+
+    def run(self) -> bool:
+        """Train until the last epoch or ``max_steps``; True if stopped by ``max_steps``.
+
+        Raises:
+            TrainingDivergedError: ``max_bad_batches`` batches were skipped, or a state to write
+                holds NaN/inf.
+        """
+        config = self.config
+        limit = self.total_steps
+        if config.max_steps is not None:
+            limit = min(limit, config.max_steps)
+        show = config.progress and self.parallel.is_main
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show, unit="step",
+                   desc="train")  # fmt: skip
+        orders: dict[int, list[int]] = {}
+        with bar:
+            while self.step < limit:
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                if epoch not in orders:
+                    orders[epoch] = self.epoch_order(epoch)
+                size = config.batch_size
+                chunk = orders[epoch][position * size : (position + 1) * size]
+                batch = self.train_data.batch(self.parallel.share(chunk), device=self.device)
+                values = self.optimisation_step(batch)
+                self._check_bad_batches(values, epoch)
+                bar.update(1)
+                bar.set_postfix(loss=f"{values['total']:.4g}", epoch=epoch + 1,
+                                skipped=self.bad_batches)  # fmt: skip
+                if self.step % self.steps_per_epoch == 0:
+                    record = self.end_epoch(epoch)
+                    if show:
+                        bar.write(epoch_line(record))
+                    self.save()
+                elif config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self.save()
+        stopped = self.step < self.total_steps
+        if stopped:
+            self.save()
+        return stopped
+
+
+def epoch_line(record: dict[str, Any]) -> str:
+    """One line summarising an epoch's history record."""
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    skipped = record.get("skipped_batches", 0)
+    return (
+        f"epoch {record['epoch']}: loss {fmt(record['train_loss'], '.4g')}, validation "
+        f"E {fmt(record['val_energy_rmse'], '.2f')} meV/atom, "
+        f"F {fmt(record['val_forces_rmse'], '.1f')} meV/Å"
+        + (f", {skipped} batches skipped (NaN/inf)" if skipped else "")
+    )
