@@ -30,7 +30,7 @@ from macelerate import load  # noqa: E402
 from macelerate.compress import prune  # noqa: E402
 from macelerate.data.labels import LabelKeys, read_structures  # noqa: E402
 from macelerate.evaluate import evaluate  # noqa: E402
-from macelerate.models.config import build_mace_model, describe_mace_model  # noqa: E402
+from macelerate.mace.config import build_mace_model, describe_mace_model  # noqa: E402
 from macelerate.testing import tiny_mace_config  # noqa: E402
 from macelerate.train import LossWeights, TrainConfig, train  # noqa: E402
 

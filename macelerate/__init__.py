@@ -25,9 +25,9 @@ Names:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from macelerate._lazy import lazy_exports
 from macelerate._version import __version__
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
@@ -72,13 +72,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (keeps ``import macelerate`` fast)."""
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'macelerate' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The public names (imported lazily on first use) and the module's dunder attributes."""
-    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -22,6 +22,7 @@ Three facts make this module necessary:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -109,9 +110,14 @@ _BUILD_LOCK = _BuildLock()
 def import_mace() -> ModuleType:
     """Import mace-torch (before e3nn) and return the ``mace`` package; ``os.environ`` unchanged.
 
+    The installed versions are checked first, once per process
+    (:func:`macelerate.mace.contract.check_mace_version`).
+
     Raises:
-        ImportError: mace-torch is not installed, with the command that installs it.
+        MaceVersionError: an ImportError: mace-torch or e3nn is not installed, or not at a version
+            macelerate supports; the message names both versions and the install command.
     """
+    _check_versions()
     if "mace.modules" in sys.modules:
         return sys.modules["mace"]
     # mace-torch prints that cuequivariance is absent; that is the CPU default here.
@@ -127,6 +133,15 @@ def import_mace() -> ModuleType:
         finally:
             _restore_environment(before)
     return mace
+
+
+@functools.cache
+def _check_versions() -> None:
+    """:func:`~macelerate.mace.contract.check_mace_version`, once (package metadata is read from
+    disk, and models are built many times)."""
+    from macelerate.mace.contract import check_mace_version
+
+    check_mace_version()
 
 
 def _restore_environment(before: dict[str, str]) -> None:

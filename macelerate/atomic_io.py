@@ -73,7 +73,7 @@ def remove_stale_temporaries(path: str | Path, *, older_than: float) -> list[Pat
     return removed
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` in one rename.
 
     The temporary is fsynced before the rename and the folder after it. Once the rename has
@@ -82,7 +82,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
 
     Args:
         path: the destination; its folder is created if needed.
-        write: writes the complete file at the temporary path it is given.
+        write: writes the complete file at the temporary path it is given (what it returns is
+            ignored).
 
     Returns:
         The destination path.

@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
-from ase.stress import voigt_6_to_full_3x3_stress
 from tqdm import tqdm
 
-from macelerate.data.labels import LabelKeys, energy_labels, forces_labels, stack_labels
-from macelerate.errors import DataFileError
+from macelerate.data.labels import (
+    LabelKeys,
+    energy_labels,
+    forces_labels,
+    stack_labels,
+    stress_3x3,
+)
 from macelerate.models.potential import Potential
 
 
@@ -85,23 +89,6 @@ def _mae_rmse(errors: np.ndarray) -> tuple[float, float]:
     return float(np.abs(errors).mean()), float(np.sqrt((errors**2).mean()))
 
 
-def stress_3x3(value: np.ndarray, *, index: int, path: str) -> np.ndarray:
-    """A stress label as [3, 3]: Voigt-6 (xx, yy, zz, yz, xz, xy), a 9-vector or a 3x3 array.
-
-    Raises:
-        DataFileError: any other shape.
-    """
-    value = np.asarray(value, dtype=np.float64)
-    if value.size == 9:
-        return value.reshape(3, 3)
-    if value.size == 6:
-        return voigt_6_to_full_3x3_stress(value.ravel())
-    raise DataFileError(
-        f"{path}: structure {index} has a stress label of shape {value.shape}; expected Voigt-6, "
-        "a 9-vector or a 3x3 array (eV/Å³)"
-    )
-
-
 def predict_batched(
     potential: Potential,
     structures: Sequence[Atoms],
@@ -121,7 +108,9 @@ def predict_batched(
         progress: show a progress bar over the structures (on stderr).
         description: the bar's label.
     """
-    energy, forces, stress = [], [], []
+    energy: list[float] = []
+    forces: list[np.ndarray] = []  # [n_atoms, 3] eV/Å per structure
+    stress: list[np.ndarray] = []  # [3, 3] eV/Å³ per structure
     bar = tqdm(total=len(structures), disable=not progress, desc=description, unit="structure")
     with bar:
         for start in range(0, len(structures), batch_size):

@@ -1,4 +1,8 @@
-"""Peak memory of a run, a memory limit for a worker process, and out-of-memory recognition."""
+"""Peak memory of a run, a memory limit for a worker process, and out-of-memory recognition.
+
+The kinds of peak a reading reports (:data:`~macelerate.bench.schema.MEMORY_KINDS`) are part of
+the results schema.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,10 @@ from pathlib import Path
 
 import torch
 
+from macelerate.bench.schema import CPU_PEAK_RSS, CPU_PEAK_RSS_PROCESS, CUDA_MAX_ALLOCATED
+
 MIB = 2**20
 
-CUDA_MAX_ALLOCATED = "cuda_max_allocated"
-"""Peak bytes held by torch's CUDA caching allocator since the reset (tensors only)."""
-CPU_PEAK_RSS = "cpu_peak_rss"
-"""Peak resident set size of the process since the reset (VmHWM after /proc/self/clear_refs)."""
-CPU_PEAK_RSS_PROCESS = "cpu_peak_rss_process"
-"""Fallback when the peak cannot be reset: the process's lifetime peak RSS (ru_maxrss)."""
 
 _OUT_OF_MEMORY = re.compile(
     r"out of memory|can(?:no|')t allocate memory|bad_alloc|MemoryError|failed to map segment",

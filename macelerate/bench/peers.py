@@ -23,6 +23,7 @@ import torch
 
 from macelerate.atomic_io import write_atomically
 from macelerate.errors import MacelerateError
+from macelerate.mace.contract import MODEL_CLASSES
 from macelerate.models.checkpoint import file_sha256
 
 PEER_ENGINES = ("mace-torch", "symmetrix")
@@ -67,8 +68,7 @@ def safe_mace_pickle(model_path: str | Path, *, out_dir: Path) -> Path:
     with model_construction():
         module, source = read_model_file(model_path)
     if source.kind not in ("mace-pickle", "checkpoint") or type(module).__name__ not in (
-        "MACE",
-        "ScaleShiftMACE",
+        MODEL_CLASSES
     ):
         raise PeerEngineError(
             f"{model_path} is a {source.kind} holding a {type(module).__name__}; reference "

@@ -11,8 +11,14 @@ from typing import Any
 
 import torch
 
-from macelerate.bench.suite import SCHEMA, SPREAD_LIMIT, BenchResult, BenchSpec, timing_spread
-from macelerate.bench.worker import REFERENCE_ENGINES
+from macelerate.bench.schema import (
+    REFERENCE_ENGINES,
+    SCHEMA,
+    SPREAD_LIMIT,
+    BenchResult,
+    timing_spread,
+)
+from macelerate.bench.suite import BenchSpec
 
 PACKAGES = {"macelerate": "macelerate", "torch": "torch", "mace-torch": "mace-torch",
             "e3nn": "e3nn", "ase": "ase"}  # fmt: skip

@@ -2,14 +2,14 @@
 
 The parent builds each structure once per (model, size), writes it to a temporary ASE file and
 starts ``python -m macelerate.bench.worker`` per engine; the worker's one JSON line becomes a
-:class:`BenchResult`. A worker killed by a signal (the kernel's OOM killer sends SIGKILL) or one
-that reports exhausted memory gives status ``"oom"``; one that runs past the timeout or fails
-otherwise gives ``"error"`` with the reason. The JSON form is documented in ``SCHEMA.md``.
+:class:`~macelerate.bench.schema.BenchResult`. A worker killed by a signal (the kernel's OOM
+killer sends SIGKILL) or one that reports exhausted memory gives status ``"oom"``; one that runs
+past the timeout or fails otherwise gives ``"error"`` with the reason. The JSON form is
+documented in ``SCHEMA.md``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -24,22 +24,12 @@ from typing import Any
 import ase.io
 from ase.data import chemical_symbols
 
+from macelerate._dtypes import MODEL_DTYPES
 from macelerate.bench.memory import is_out_of_memory
+from macelerate.bench.schema import REFERENCE_ENGINES, SPREAD_LIMIT, BenchResult, timing_spread
 from macelerate.bench.systems import SYSTEMS, BuiltSystem, build_system, repeat_structure
-from macelerate.bench.worker import (
-    LEVERS,
-    REFERENCE_ENGINES,
-    RESULT_PREFIX,
-    lever_options,
-)
+from macelerate.bench.worker import LEVERS, RESULT_PREFIX, lever_options
 from macelerate.errors import MacelerateError, UnknownElementError
-
-SCHEMA = "macelerate-bench/1"
-DTYPES = ("float64", "float32")
-SPREAD_LIMIT = 2.0
-"""A run whose slowest timed step took more than this many times its fastest is flagged
-``unreliable``: on a quiet machine repeated steps agree within tens of percent, so a larger spread
-means other work shared the cores and the median may be off."""
 
 
 class BenchSpecError(MacelerateError, ValueError):
@@ -96,8 +86,8 @@ class BenchSpec:
             problems.append(f"sizes must be positive atom counts, got {list(self.sizes)}")
         if self.structure is None and self.system not in SYSTEMS:
             problems.append(f"unknown system {self.system!r}; choose one of {', '.join(SYSTEMS)}")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in MODEL_DTYPES:
+            problems.append(f"dtype must be one of {', '.join(MODEL_DTYPES)}, got {self.dtype!r}")
         if not self.device.startswith(("cpu", "cuda")):
             problems.append(f"device must be cpu or cuda, got {self.device!r}")
         for lever in self.levers:
@@ -130,33 +120,6 @@ class BenchSpec:
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    """One row of a bench results file (schema ``macelerate-bench/1``; see ``SCHEMA.md``)."""
-
-    model: str
-    model_label: str
-    engine: str
-    lever: str
-    system: str
-    n_atoms: int
-    status: str
-    error: str | None = None
-    n_edges: int | None = None
-    mean_neighbors: float | None = None
-    ms_per_step: dict[str, float] | None = None
-    steps_per_s: float | None = None
-    graph_ms: dict[str, float] | None = None
-    peak_memory_mb: float | None = None
-    memory_kind: str | None = None
-    ms_spread: float | None = None
-    unreliable: bool | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The row as the JSON object of the results file (keys in schema order)."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
 class _ModelFacts:
     atomic_numbers: tuple[int, ...]
     kind: str
@@ -169,7 +132,8 @@ def _model_facts(path: str) -> _ModelFacts:
 
     with quiet_model_construction():
         module, source = read_model_file(path)
-    return _ModelFacts(tuple(int(z) for z in module.atomic_numbers), source.kind)
+    atomic_numbers: Any = module.atomic_numbers  # a buffer (macelerate.mace.contract)
+    return _ModelFacts(tuple(int(z) for z in atomic_numbers), source.kind)
 
 
 def model_labels(models: Sequence[str]) -> list[str]:
@@ -238,13 +202,6 @@ def run_worker(worker_spec: dict[str, Any], *, timeout_s: float) -> dict[str, An
     limited = worker_spec.get("memory_limit_gb") and "Thread creation failed" in tail
     status = "oom" if is_out_of_memory(tail) or limited else "error"
     return {"status": status, "error": f"worker exited with code {done.returncode}: {tail}"}
-
-
-def timing_spread(ms_per_step: dict[str, float] | None) -> float | None:
-    """Slowest over fastest timed step (``max / min`` of a row's ``ms_per_step``), or None."""
-    if not ms_per_step or not ms_per_step.get("min"):
-        return None
-    return float(ms_per_step["max"]) / float(ms_per_step["min"])
 
 
 def _row(

@@ -7,7 +7,7 @@ Built-in systems (``build_system``):
   element (nearest neighbours at 2 x covalent radius, at least 1 Å).
 * ``molecular-liquid``: small molecules (see :mod:`macelerate.bench.molecules`) on an fcc lattice
   of sites with random orientations (:func:`~macelerate.bench.molecules.molecular_liquid`).
-* ``oxide-slab``: graphene oxide (:func:`macelerate.demo.structures.graphene_oxide`) when the
+* ``oxide-slab``: graphene oxide (:func:`macelerate.data.structures.graphene_oxide`) when the
   model knows C and O, else a 4-layer rocksalt (001) slab of a cation and an anion element;
   15 Å of vacuum along z.
 
@@ -98,7 +98,7 @@ def oxide_slab(atomic_numbers: Sequence[int], n_atoms: int, *, seed: int = 0) ->
         StructureError: the model has no anion element or no second, non-hydrogen element.
     """
     if 6 in atomic_numbers and 8 in atomic_numbers:
-        from macelerate.demo.structures import graphene_oxide
+        from macelerate.data.structures import graphene_oxide
 
         unit = graphene_oxide(repeat=(3, 2), oxygen_fraction=0.2, seed=seed)
         atoms, repeat = _tile(unit, n_atoms, (True, True, False))

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,9 +30,6 @@ from macelerate.bench.memory import PeakMemoryTracker, is_out_of_memory, limit_a
 from macelerate.bench.timing import time_callable
 
 RESULT_PREFIX = "macelerate-bench-result: "
-ENGINES = ("macelerate", "mace-torch", "symmetrix")
-REFERENCE_ENGINES = ("mace-torch", "symmetrix")
-REFERENCE_ENGINE = "mace-torch"
 LEVERS: dict[str, dict[str, Any]] = {
     "exact": {},
     "unfused": {"fuse_message_passing": False},
@@ -144,13 +141,22 @@ def _symmetrix_engine(spec: dict[str, Any], atoms: Atoms) -> Engine:
     from symmetrix import Symmetrix
 
     calc = Symmetrix(str(model), dtype=spec["dtype"])
-    r_max = float(read_model_file(spec["model"])[0].r_max)
+    module: Any = read_model_file(spec["model"])[0]
+    r_max = float(module.r_max)
     edges = radius_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff=r_max)[0]
     return Engine(
         step=lambda: calc.calculate(atoms, ["energy", "forces"], all_changes),
         graph=None,
         n_edges=int(edges.shape[1]),
     )
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any], Atoms], Engine]] = {
+    "macelerate": _macelerate_engine,
+    "mace-torch": _mace_torch_engine,
+    "symmetrix": _symmetrix_engine,
+}
+"""How each engine of :data:`macelerate.bench.schema.ENGINES` is built."""
 
 
 def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -166,16 +172,11 @@ def measure(spec: dict[str, Any], known: dict[str, Any] | None = None) -> dict[s
     from macelerate._mace import quiet_model_construction
 
     known = {} if known is None else known
-    atoms = ase.io.read(spec["structure"])
+    atoms = cast(Atoms, ase.io.read(spec["structure"], index=0))
     known["n_atoms"] = len(atoms)
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    builders = {
-        "macelerate": _macelerate_engine,
-        "mace-torch": _mace_torch_engine,
-        "symmetrix": _symmetrix_engine,
-    }
-    builder = builders[spec["engine"]]
+    builder = BUILDERS[spec["engine"]]
     with quiet_model_construction():
         engine = builder(spec, atoms)
     known["n_edges"] = engine.n_edges

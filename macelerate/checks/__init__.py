@@ -4,6 +4,9 @@ Each check is a function that returns a frozen dataclass of numbers with a ``ver
 method; :func:`run_checks` runs them all on one structure and judges every number against the
 limits of the model's precision tier (:mod:`macelerate.checks.thresholds`; ``macelerate check``
 on the command line, which exits with status 1 when a check fails).
+
+Names are imported eagerly: ``equigrad`` is both a function and a submodule, which a lazy
+re-export could not tell apart.
 """
 
 from __future__ import annotations

@@ -30,6 +30,20 @@ class StructureOutput:
     forces: np.ndarray | None
     stress: np.ndarray | None
 
+    @property
+    def computed_forces(self) -> np.ndarray:
+        """``forces`` [n_atoms, 3] eV/Å; ValueError if they were not computed."""
+        if self.forces is None:
+            raise ValueError("forces were not computed for this structure (compute_forces=False)")
+        return self.forces
+
+    @property
+    def computed_stress(self) -> np.ndarray:
+        """``stress`` [3, 3] eV/Å³; ValueError if it was not computed."""
+        if self.stress is None:
+            raise ValueError("stress was not computed for this structure (compute_stress=False)")
+        return self.stress
+
 
 def predict_each(
     potential: Potential,

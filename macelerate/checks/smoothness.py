@@ -149,7 +149,7 @@ def check_smoothness(
     energies = np.array([out.energy for out in outputs])  # [n_points] eV
     energy_steps = np.abs(np.diff(energies))  # [n_points - 1] eV
     energy_noise = 2.0 * np.median(np.abs(np.diff(energies, n=2)))  # eV
-    forces = np.stack([out.forces for out in outputs])  # [n_points, n_atoms, 3]
+    forces = np.stack([out.computed_forces for out in outputs])  # [n_points, n_atoms, 3]
     force_steps = np.linalg.norm(np.diff(forces, axis=0), axis=2).max(axis=1)  # [n_points - 1]
     force_noise = 2.0 * np.median(np.linalg.norm(np.diff(forces, n=2, axis=0), axis=2).max(axis=1))
     step = span / (n_points - 1)

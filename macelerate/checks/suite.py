@@ -11,6 +11,7 @@ from ase import Atoms
 from ase.data import covalent_radii
 from tqdm import tqdm
 
+from macelerate._dtypes import dtype_name
 from macelerate.checks.equigrad import EquigradResult, check_equigrad
 from macelerate.checks.gradients import GradientResult, check_gradients
 from macelerate.checks.nve import NVEResult, check_nve
@@ -215,7 +216,7 @@ def run_checks(
         structure=structure,
         n_atoms=len(atoms),
         periodic=bool(atoms.pbc.all()),
-        dtype=str(potential.dtype).removeprefix("torch."),
+        dtype=dtype_name(potential.dtype),
         symmetry=symmetry,
         equigrad=equigrad,
         gradients=gradients,

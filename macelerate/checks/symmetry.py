@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from macelerate._dtypes import dtype_name
 from macelerate.checks._batching import StructureOutput, nan_max, predict_each, ratio
 from macelerate.checks.thresholds import (
     ENERGY_FLOOR_PER_ATOM,
@@ -23,8 +24,8 @@ from macelerate.checks.thresholds import (
     Verdict,
     judge,
 )
+from macelerate.graph.rotation import rotation_matrix
 from macelerate.models.potential import Potential
-from macelerate.testing import rotation_matrix
 
 
 @dataclass(frozen=True)
@@ -152,17 +153,18 @@ def _families(
 def _errors(
     reference: StructureOutput, copies: list[_Copy], outputs: list[StructureOutput]
 ) -> TransformErrors:
-    n_atoms = len(reference.forces)
+    reference_forces = reference.computed_forces  # [n_atoms, 3]
+    n_atoms = len(reference_forces)
     energy_scale = max(abs(reference.energy), ENERGY_FLOOR_PER_ATOM * n_atoms)
-    force_scale = max(float(np.linalg.norm(reference.forces, axis=1).max(initial=0.0)), FORCE_FLOOR)
+    force_scale = max(float(np.linalg.norm(reference_forces, axis=1).max(initial=0.0)), FORCE_FLOOR)
     energies, forces, stresses = [], [], []  # NaN-propagating, unlike Python's max()
     for copy, out in zip(copies, outputs):
         energies.append(abs(out.energy - reference.energy))
-        expected = reference.forces[copy.order] @ copy.rotation.T  # [n_atoms, 3]
-        forces.append(nan_max(np.linalg.norm(out.forces - expected, axis=1)))
+        expected = reference_forces[copy.order] @ copy.rotation.T  # [n_atoms, 3]
+        forces.append(nan_max(np.linalg.norm(out.computed_forces - expected, axis=1)))
         if reference.stress is not None:
             stress = copy.rotation @ reference.stress @ copy.rotation.T
-            stresses.append(nan_max(np.abs(out.stress - stress).ravel()))
+            stresses.append(nan_max(np.abs(out.computed_stress - stress).ravel()))
     e_abs, f_abs = nan_max(energies), nan_max(forces)
     s_abs = s_rel = None
     if reference.stress is not None:
@@ -216,4 +218,4 @@ def check_symmetry(
     for name, copies in families.items():
         errors[name] = _errors(reference, copies, outputs[position : position + len(copies)])
         position += len(copies)
-    return SymmetryResult(**errors, dtype=str(potential.dtype).removeprefix("torch."))
+    return SymmetryResult(**errors, dtype=dtype_name(potential.dtype))

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("default", module="macelerate")  # shown, even where errors
         default = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        def show(message, category, filename, lineno, file=None, line=None):
             if f"{os.sep}macelerate{os.sep}" in str(filename):
                 print(f"macelerate {args.command}: warning: {message}", file=sys.stderr)
             else:

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from macelerate.bench.suite import SPREAD_LIMIT
+from macelerate.bench.schema import SPREAD_LIMIT
 from macelerate.bench.systems import SYSTEMS
 from macelerate.cli.common import add_subcommand
 

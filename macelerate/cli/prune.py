@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
     from macelerate.atomic_io import write_atomically
     from macelerate.compress import prune, recovery_record
     from macelerate.data.labels import LabelKeys, read_structures
+    from macelerate.mace.config import describe_mace_model
     from macelerate.models.checkpoint import make_provenance, save_checkpoint
-    from macelerate.models.config import describe_mace_model
     from macelerate.models.loading import read_model_file
 
     original, source = read_model_file(args.model)

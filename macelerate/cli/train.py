@@ -132,7 +132,7 @@ def start_model(path: str, *, seed: int) -> tuple[Any, Any]:
     """The model to train: read from a file, or built fresh (seeded) from a config file."""
     import torch
 
-    from macelerate.models.config import build_mace_model, describe_mace_model
+    from macelerate.mace.config import build_mace_model, describe_mace_model
     from macelerate.models.loading import read_model_file
     from macelerate.models.potential import ModelSource
 
@@ -164,8 +164,8 @@ def model_argument(args: argparse.Namespace) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from macelerate.data.labels import LabelKeys, read_structures
+    from macelerate.mace.config import describe_mace_model
     from macelerate.models.checkpoint import file_sha256, make_provenance, save_checkpoint
-    from macelerate.models.config import describe_mace_model
     from macelerate.models.loading import load
     from macelerate.train.loop import check_state_file, train
     from macelerate.train.losses import LossWeights

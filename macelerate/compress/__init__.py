@@ -4,7 +4,12 @@
 ``ScaleShiftMACE`` (exactly equivariant) and a :class:`PruneReport`; see
 :mod:`macelerate.compress.prune` for what is exact, :mod:`macelerate.mace.layout` for the channel
 spaces and :mod:`macelerate.compress.importance` for the block scores.
+
+Names are imported eagerly: ``prune`` is both a function and a submodule, which a lazy
+re-export could not tell apart.
 """
+
+from __future__ import annotations
 
 from macelerate.compress.importance import (
     IMPORTANCE_METHODS,

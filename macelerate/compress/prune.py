@@ -36,8 +36,8 @@ from macelerate.compress.plan import PrunePlan, plan_pruning
 from macelerate.compress.source import plain_mace_model
 from macelerate.compress.transfer import transfer_weights
 from macelerate.data.labels import LabelKeys
+from macelerate.mace.config import build_mace_model, describe_mace_model
 from macelerate.mace.irreps import irreps_entries, irreps_string
-from macelerate.models.config import build_mace_model, describe_mace_model
 
 TRANSFORM_KEY = "transform"
 """Key naming the transform in a ``transforms_applied`` entry (:meth:`PruneReport.to_record`)."""

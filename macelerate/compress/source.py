@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import build_mace_model, describe_mace_model
 from macelerate.mace.layout import check_supported
-from macelerate.models.config import build_mace_model, describe_mace_model
 
 
 def plain_mace_model(model_or_potential: Any) -> torch.nn.Module:

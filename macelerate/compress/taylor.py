@@ -25,6 +25,7 @@ from macelerate.compress.scoring import (
 )
 from macelerate.data.labels import LabelKeys, require_label
 from macelerate.graph.batch import build_graph
+from macelerate.mace.contract import EMPTY_PARAM_CLASS
 from macelerate.mace.layout import MaceLayout
 
 
@@ -120,7 +121,7 @@ def taylor_scores(
     params = {
         n: p.detach().clone().requires_grad_(True)
         for n, p in model.named_parameters()
-        if type(p).__name__ != "EmptyParam"  # mace's frozen all-zero contraction weights
+        if type(p).__name__ != EMPTY_PARAM_CLASS  # mace's frozen all-zero contraction weights
     }
     probe = torch.Generator().manual_seed(options.seed) if own else None
     slices, spaces = weight_slices(layout), layout.spaces

@@ -17,6 +17,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from macelerate.data.selection import parse_data_path, select
 from macelerate.errors import DataFileError
@@ -111,6 +112,23 @@ def forces_label(atoms: Atoms, key: str, *, index: int, path: str) -> np.ndarray
             f"[{len(atoms)}, 3] (eV/Å, one row per atom); pass the forces' key with --forces-key"
         )
     return value.reshape(len(atoms), 3)
+
+
+def stress_3x3(value: np.ndarray, *, index: int, path: str) -> np.ndarray:
+    """A stress label as [3, 3]: Voigt-6 (xx, yy, zz, yz, xz, xy), a 9-vector or a 3x3 array.
+
+    Raises:
+        DataFileError: any other shape.
+    """
+    value = np.asarray(value, dtype=np.float64)
+    if value.size == 9:
+        return value.reshape(3, 3)
+    if value.size == 6:
+        return voigt_6_to_full_3x3_stress(value.ravel())
+    raise DataFileError(
+        f"{path}: structure {index} has a stress label of shape {value.shape}; expected Voigt-6, "
+        "a 9-vector or a 3x3 array (eV/Å³)"
+    )
 
 
 def warn_if_implausible_energies(

@@ -14,7 +14,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator as AseCalculator
 from ase.md.verlet import VelocityVerlet
 
-from macelerate.demo.structures import graphene_oxide
+from macelerate.data.structures import graphene_oxide
 from macelerate.md import thermalize
 
 DEMO_MODEL = "go_small.pt"

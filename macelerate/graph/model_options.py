@@ -16,9 +16,10 @@ import torch
 
 def model_graph_options(model: torch.nn.Module) -> dict[str, Any]:
     """``cutoff``, ``z_table`` and the model's ``graph_options()`` (``build_graph`` keywords)."""
+    mace: Any = model  # r_max, atomic_numbers: buffers (macelerate.mace.contract)
     options: dict[str, Any] = {
-        "cutoff": float(model.r_max),
-        "z_table": [int(z) for z in model.atomic_numbers],
+        "cutoff": float(mace.r_max),
+        "z_table": [int(z) for z in mace.atomic_numbers],
     }
     extra = getattr(model, "graph_options", None)
     if callable(extra):

@@ -44,6 +44,8 @@ Properties (checked in tests/graph/test_smooth_cap.py):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -311,7 +313,8 @@ class SmoothCapRadialEmbedding(torch.nn.Module):
         self.inner = radial_embedding
         self.max_neighbors = int(max_neighbors)
         self.width = float(width)
-        self.cutoff = float(radial_embedding.cutoff_fn.r_max if cutoff is None else cutoff)
+        inner: Any = radial_embedding  # mace-torch's RadialEmbeddingBlock
+        self.cutoff = float(inner.cutoff_fn.r_max if cutoff is None else cutoff)
 
     def __getattr__(self, name: str):
         if name in SmoothCapRadialEmbedding.DELEGATED:

@@ -10,6 +10,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from macelerate._dtypes import dtype_name
 from macelerate.errors import PrecisionLossWarning, StructureError, UnknownElementError
 
 DEFAULT_MIN_DISTANCE = 0.2
@@ -191,7 +192,7 @@ def warn_if_rounded(coordinates: np.ndarray, *, dtype: torch.dtype, stacklevel: 
     largest = float(np.abs(coordinates).max())
     resolution = torch.finfo(dtype).eps * largest
     if resolution > POSITION_RESOLUTION:
-        name = str(dtype).removeprefix("torch.")
+        name = dtype_name(dtype)
         warnings.warn(
             f"coordinates reach {largest:.3g} Å, which {name} rounds by up to {resolution:.2g} Å, "
             "so edge vectors and forces lose that much precision; use precision='fp32' "

@@ -49,8 +49,9 @@ from typing import Any, Literal
 import torch
 
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import describe_mace_model
+from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
 from macelerate.mace.irreps import Irrep, Path, irreps_entries, paths_from_e3nn
-from macelerate.models.config import describe_mace_model
 
 Kind = Literal[
     "embedding",
@@ -61,9 +62,9 @@ Kind = Literal[
     "symmetric_contraction",
     "readout",
 ]
-SUPPORTED_INTERACTIONS = ("RealAgnosticResidualInteractionBlock", "RealAgnosticInteractionBlock")
+SUPPORTED_INTERACTIONS = INTERACTION_CLASSES
 """Interaction classes :func:`read_layout` understands, at any position."""
-SELECTOR_INTERACTIONS = ("RealAgnosticInteractionBlock",)
+SELECTOR_INTERACTIONS = SELECTOR_INTERACTION_CLASSES
 """Interaction blocks whose ``skip_tp`` maps the message (``linear`` output x element one-hot)
 to the product's input, instead of mapping the node features to the next layer (residual)."""
 READOUT_LINEARS = ("linear", "linear_1", "linear_mid", "linear_2")

@@ -5,7 +5,7 @@ Layout (a ``torch.save`` of plain data, never of modules)::
     {
       "format": "macelerate-checkpoint",
       "format_version": 1,
-      "model_config": {...},          # macelerate.models.config.describe_mace_model output
+      "model_config": {...},          # macelerate.mace.config.describe_mace_model output
       "state_dict": {...},            # tensors
       "transforms_applied": [...],    # e.g. [{"name": "prune", ...}]; [] for a plain conversion
       "provenance": {...},            # source file, its sha256, versions, date

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from ase.build import bulk
 
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import describe_mace_model, rebuild_mace_model
 from macelerate.models.checkpoint import file_sha256, make_provenance, save_checkpoint
-from macelerate.models.config import describe_mace_model, rebuild_mace_model
 from macelerate.models.loading import read_model_file
 from macelerate.models.potential import Potential
 
@@ -63,8 +64,9 @@ def convert(model_path: str | Path, out: str | Path) -> ConversionReport:
     config = describe_mace_model(module)
     state_dict = module.state_dict()
     rebuilt = rebuild_mace_model(config, state_dict)
-    probe = _probe_structure([int(z) for z in module.atomic_numbers], float(module.r_max))
-    exact = {"dtype": torch.float64, "min_distance": None}
+    mace: Any = module  # r_max, atomic_numbers: buffers (macelerate.mace.contract)
+    probe = _probe_structure([int(z) for z in mace.atomic_numbers], float(mace.r_max))
+    exact: dict[str, Any] = {"dtype": torch.float64, "min_distance": None}
     original_pred = Potential.from_module(module, **exact).predict(probe)
     rebuilt_pred = Potential.from_module(rebuilt, **exact).predict(probe)
     d_energy = float(np.abs(original_pred.energy - rebuilt_pred.energy).max())

@@ -31,7 +31,8 @@ def node_feats_irreps(model: torch.nn.Module) -> o3.Irreps:
     """Irreps of a mace-torch model's ``node_feats`` output (all layers concatenated)."""
     o3 = _e3nn().o3
     irreps = o3.Irreps("")
-    for product in model.products:
+    products: Any = model.products  # mace-torch's ModuleList (macelerate.mace.contract)
+    for product in products:
         irreps = irreps + o3.Irreps(str(product.linear.irreps_out))
     return irreps
 
@@ -164,6 +165,9 @@ class ConfidenceHead(torch.nn.Module):
         max_error: upper edge of the last bin in eV/Å.
         hidden: width of the two hidden layers.
     """
+
+    scalar_columns: torch.Tensor  # [n_scalars] int64 columns of the 0e features
+    bin_edges: torch.Tensor  # [n_bins + 1] eV/Å
 
     def __init__(
         self,

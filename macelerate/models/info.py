@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from ase.data import chemical_symbols
 
+from macelerate._dtypes import dtype_name
 from macelerate.errors import ModelFileError
-from macelerate.models.config import describe_mace_model
+from macelerate.mace.config import describe_mace_model
 from macelerate.models.potential import Potential
 
 STUDENT_FIELDS = (
@@ -72,7 +73,7 @@ def describe(potential: Potential) -> dict[str, Any]:
         "r_max": potential.r_max,
         "num_interactions": _num_interactions(backbone),
         "num_parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(potential.dtype).removeprefix("torch."),
+        "dtype": dtype_name(potential.dtype),
         "heads": potential.heads,
         "source": potential.source.kind,
         "fused_interaction_blocks": potential.fused_blocks,

@@ -10,11 +10,12 @@ from typing import Any
 
 import torch
 
+from macelerate._dtypes import parse_dtype as dtype_by_name
 from macelerate._mace import model_construction
 from macelerate.errors import ModelFileError
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
+from macelerate.mace.config import rebuild_mace_model
 from macelerate.models.checkpoint import is_checkpoint, upgrade_checkpoint
-from macelerate.models.config import rebuild_mace_model
 from macelerate.models.mace_pickle import (
     is_torchscript_archive,
     load_mace_pickle,
@@ -26,19 +27,17 @@ from macelerate.precision.islands import PrecisionIsland
 from macelerate.precision.policy import PrecisionPolicy, resolve_policy
 from macelerate.runtime.accelerate import RuntimeOptions
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 RADIAL_MODES = ("exact", "tabulated")
-STUDENT_CLASS = "macelerate.Student"
-"""``model_config["model_class"]`` of distilled students (a mace backbone plus heads)."""
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """``"float64"``/``"float32"``/``torch`` dtype/``None`` (keep the model's) -> torch dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)} or None, got {dtype!r}")
-    return DTYPES[dtype]
+    try:
+        return dtype_by_name(dtype)
+    except ValueError as error:
+        raise ValueError(f"{error} or None") from None
 
 
 def _check_is_model_archive(path: Path) -> None:
@@ -84,6 +83,8 @@ def _check_checksums(path: Path) -> None:
 
 def _model_from_checkpoint(payload: dict[str, Any], *, source: str) -> torch.nn.Module:
     """Rebuild the model of an upgraded (weights-only loaded) macelerate checkpoint dictionary."""
+    from macelerate.models.student import MODEL_CLASS as STUDENT_CLASS
+
     if payload["model_config"].get("model_class") == STUDENT_CLASS:
         from macelerate.models.student import student_from_checkpoint
 

@@ -17,9 +17,9 @@ restricting unpickler and then rebuilds the model from plain data. The guarantee
    ``exec`` Python source stored in the file, is replaced by an inert stand-in.
 3. **No code from the file ever runs, now or later.** The unpickled object is an inert description
    that is never executed: its constructor arguments are read back as plain data
-   (:func:`~macelerate.models.config.describe_mace_model`), a fresh model is built from them by
+   (:func:`~macelerate.mace.config.describe_mace_model`), a fresh model is built from them by
    the installed mace-torch, and the file's tensors are loaded into it with strict name and shape
-   checks (:func:`~macelerate.models.config.rebuild_mace_model`). Non-finite weights are refused.
+   checks (:func:`~macelerate.mace.config.rebuild_mace_model`). Non-finite weights are refused.
 
 What this does not protect against: a file can still hold wrong weights (the model then predicts
 garbage, as any model file can), and very large tensors cost memory. The rebuilt model equals the
@@ -44,8 +44,8 @@ import torch
 
 from macelerate._mace import import_mace, model_construction
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import describe_mace_model, rebuild_mace_model
 from macelerate.models.checkpoint import check_finite
-from macelerate.models.config import describe_mace_model, rebuild_mace_model
 
 MODEL_CLASSES = ("mace.modules.models.ScaleShiftMACE", "mace.modules.models.MACE")
 """Top-level objects a ``.model`` file may hold."""
@@ -153,7 +153,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its opcod
     """An unpickler that admits only the allow-listed globals and never calls classes."""
 
     dispatch: dict[int, Any] = dict(pickle._Unpickler.dispatch)  # type: ignore[misc]
-    stack: list[Any]  # type: ignore[misc]  # pickle._Unpickler's value stack, set by load()
+    stack: list[Any]  # pickle._Unpickler's value stack, set by load()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -298,7 +298,7 @@ def load_mace_pickle(path: str | Path) -> torch.nn.Module:
 
     Unpickles with :class:`RestrictedUnpickler`, reads the constructor arguments and tensors,
     refuses non-finite weights, and builds the model anew with the installed mace-torch
-    (:func:`~macelerate.models.config.rebuild_mace_model`). See the module docstring.
+    (:func:`~macelerate.mace.config.rebuild_mace_model`). See the module docstring.
 
     Raises:
         ModelFileError: the file is foreign, damaged, holds non-finite weights or a model that

@@ -144,8 +144,9 @@ class Potential(torch.nn.Module):
         self.transforms = tuple(transforms)
         self.source = source or ModelSource(kind="module")
         self.min_distance = min_distance
-        self.r_max = float(model.r_max)
-        self.atomic_numbers = [int(z) for z in model.atomic_numbers]
+        described: Any = model  # mace-torch models and students carry these facts
+        self.r_max = float(described.r_max)
+        self.atomic_numbers = [int(z) for z in described.atomic_numbers]
         backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model
         self.heads = list(getattr(backbone, "heads", None) or ["default"])
         if head is not None and head not in self.heads:
@@ -309,7 +310,8 @@ class Potential(torch.nn.Module):
             from macelerate.models.heads import expected_force_error
 
             logits = out["confidence_logits"].detach()
-            result["force_confidence"] = expected_force_error(logits, self.model.confidence_bins)
+            bins: Any = self.model.confidence_bins
+            result["force_confidence"] = expected_force_error(logits, bins)
         return result
 
     def predict(
@@ -345,7 +347,10 @@ class Potential(torch.nn.Module):
             )
         if not structures:
             self.build_graph(structures)  # raises the empty-input error
-        energy, forces, stress, counts = [], [], [], []
+        energy: list[np.ndarray] = []
+        forces: list[np.ndarray] = []
+        stress: list[np.ndarray] = []
+        counts: list[int] = []
         batches = _batches(structures, max_batch_atoms)
         for batch in batches:
             first = None if len(batches) == 1 else len(counts)

@@ -1,7 +1,7 @@
 """Fast students for distillation: a plain mace-torch ``ScaleShiftMACE`` plus optional parts.
 
 A :class:`Student` holds ``backbone`` (a mace-torch model built by
-:func:`macelerate.models.config.build_mace_model`) and, as the :class:`StudentConfig` asks:
+:func:`macelerate.mace.config.build_mace_model`) and, as the :class:`StudentConfig` asks:
 
 * a neighbour cap: hard (graphs keep the k nearest senders) or smooth
   (:class:`~macelerate.graph.smooth_cap.SmoothCapRadialEmbedding` replaces the backbone's
@@ -27,6 +27,7 @@ import torch
 from ase import Atoms
 from ase.data import covalent_radii
 
+from macelerate._dtypes import MODEL_DTYPES, dtype_name, parse_dtype
 from macelerate._mace import model_construction
 from macelerate._torch_state import default_dtype
 from macelerate.errors import MacelerateError, ModelFileError
@@ -34,8 +35,13 @@ from macelerate.graph.batch import build_graph
 from macelerate.graph.model_options import model_graph_options, select_model_edges
 from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
-from macelerate.models.checkpoint import is_checkpoint, save_checkpoint, upgrade_checkpoint
-from macelerate.models.config import build_mace_model, describe_mace_model, load_error_detail
+from macelerate.mace.config import (
+    build_mace_model,
+    describe_mace_model,
+    load_error_detail,
+    scale_shift_mace_config,
+)
+from macelerate.models.checkpoint import save_checkpoint, upgrade_checkpoint
 from macelerate.models.heads import (
     ConfidenceHead,
     DirectForceHead,
@@ -45,8 +51,6 @@ from macelerate.models.heads import (
 
 MODEL_CLASS = "macelerate.Student"
 """``model_config["model_class"]`` of student checkpoints."""
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class StudentError(MacelerateError, ValueError):
@@ -95,8 +99,8 @@ class StudentConfig:
         problems = []
         if len(self.atomic_numbers) != len(self.atomic_energies):
             problems.append("atomic_energies needs one value per atomic number")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype must be one of {sorted(DTYPES)}, not {self.dtype!r}")
+        if self.dtype not in MODEL_DTYPES:
+            problems.append(f"dtype must be one of {sorted(MODEL_DTYPES)}, not {self.dtype!r}")
         if self.max_neighbors is not None and self.max_neighbors < 1:
             problems.append("max_neighbors must be >= 1 or None")
         if self.smooth_cap and (self.max_neighbors is None or not self.cap_width > 0):
@@ -121,32 +125,16 @@ class StudentConfig:
 
     def mace_config(self) -> dict[str, Any]:
         """The backbone's constructor arguments in :func:`build_mace_model` format."""
-        hidden = "+".join(f"{self.channels}x{ell}{'eo'[ell % 2]}" for ell in range(self.max_L + 1))
-        return {
-            "model_class": "ScaleShiftMACE",
-            "dtype": self.dtype,
-            "r_max": float(self.r_max),
-            "num_bessel": self.num_bessel,
-            "num_polynomial_cutoff": self.num_polynomial_cutoff,
-            "max_ell": self.max_ell,
-            "interaction_cls": "RealAgnosticResidualInteractionBlock",
-            "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
-            "readout_cls": "NonLinearReadoutBlock",
-            "num_interactions": self.num_interactions,
-            "num_elements": len(self.atomic_numbers),
-            "hidden_irreps": hidden,
-            "MLP_irreps": "16x0e",
-            "gate": "silu",
-            "atomic_energies": [float(e) for e in self.atomic_energies],
-            "avg_num_neighbors": float(self.avg_num_neighbors),
-            "atomic_numbers": [int(z) for z in self.atomic_numbers],
-            "correlation": self.correlation,
-            "radial_MLP": list(self.radial_mlp),
-            "atomic_inter_scale": float(self.atomic_inter_scale),
-            "atomic_inter_shift": float(self.atomic_inter_shift),
-            "use_reduced_cg": False,
-            "pair_repulsion": bool(self.zbl),
-        }
+        return scale_shift_mace_config(
+            atomic_numbers=self.atomic_numbers, atomic_energies=self.atomic_energies,
+            channels=self.channels, max_L=self.max_L, max_ell=self.max_ell,
+            correlation=self.correlation, num_interactions=self.num_interactions,
+            r_max=self.r_max, radial_mlp=self.radial_mlp, mlp_channels=16,
+            num_bessel=self.num_bessel, num_polynomial_cutoff=self.num_polynomial_cutoff,
+            avg_num_neighbors=self.avg_num_neighbors,
+            atomic_inter_scale=self.atomic_inter_scale,
+            atomic_inter_shift=self.atomic_inter_shift, pair_repulsion=self.zbl, dtype=self.dtype,
+        )  # fmt: skip
 
 
 class Student(torch.nn.Module):
@@ -163,12 +151,14 @@ class Student(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        dtype = DTYPES[config.dtype]
+        dtype = parse_dtype(config.dtype)
         with default_dtype(dtype), model_construction():
-            self.backbone = build_mace_model(backbone_config or config.mace_config())
+            backbone: Any = build_mace_model(backbone_config or config.mace_config())
+            self.backbone = backbone
             if config.smooth_cap:
-                self.backbone.radial_embedding = SmoothCapRadialEmbedding(
-                    self.backbone.radial_embedding,
+                assert config.max_neighbors is not None  # StudentConfig.__post_init__ checks it
+                backbone.radial_embedding = SmoothCapRadialEmbedding(
+                    backbone.radial_embedding,
                     max_neighbors=int(config.max_neighbors),
                     width=config.cap_width,
                 )
@@ -225,6 +215,7 @@ class Student(torch.nn.Module):
         config = self.config
         if not config.smooth_cap:
             return None
+        assert config.max_neighbors is not None  # StudentConfig.__post_init__ checks it
         zbl_range = 2.0 * max(covalent_radii[z] for z in self.atomic_numbers) if config.zbl else 0
         return {
             "max_neighbors": int(config.max_neighbors),
@@ -323,7 +314,7 @@ def save_student(
     model_config = {
         "model_class": MODEL_CLASS,
         # the dtype the weights have now, even if the student was moved with .to(dtype)
-        "student": {**student.config.to_dict(), "dtype": str(student.dtype).removeprefix("torch.")},
+        "student": {**student.config.to_dict(), "dtype": dtype_name(student.dtype)},
         "backbone": describe_mace_model(student.backbone),  # reads through a smooth-cap wrapper
     }
     return save_checkpoint(
@@ -377,21 +368,22 @@ def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
 
 
 def load_student(path: str | Path) -> Student:
-    """Read a student checkpoint written by :func:`save_student` (``weights_only=True``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a directory; pass the student checkpoint file inside it")
-    if not path.is_file():
-        raise ModelFileError(f"student checkpoint {path} does not exist")
-    try:
-        payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:
+    """Read a student checkpoint written by :func:`save_student` (``weights_only=True``).
+
+    The file is read by :func:`macelerate.models.loading.read_model_file` with
+    ``allow_pickle=False``, so it gets every check a model file gets.
+
+    Raises:
+        ModelFileError: the file is missing, damaged, not a checkpoint, or not a student's.
+    """
+    from macelerate.models.loading import read_model_file
+
+    model, _ = read_model_file(path, allow_pickle=False)
+    if not isinstance(model, Student):
         raise ModelFileError(
-            f"{path} is not a weights-only macelerate checkpoint ({error})"
-        ) from error
-    if not is_checkpoint(payload):
-        raise ModelFileError(f"{path} is not a macelerate checkpoint")
-    return student_from_checkpoint(payload, source=str(path))
+            f"{path} holds a {type(model).__name__!r}, not a student; load it with macelerate.load"
+        )
+    return model
 
 
 def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.nn.Module:

@@ -29,9 +29,11 @@ everything else                        activations          activations
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from macelerate._dtypes import dtype_name
 from macelerate.precision.islands import PrecisionIsland
 from macelerate.precision.policy import PrecisionError, PrecisionPolicy
 
@@ -67,10 +69,6 @@ class BlockPrecision:
     n_parameters: int
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def _island(module: torch.nn.Module, role: str, policy: PrecisionPolicy) -> PrecisionIsland:
     compute = policy.dtype(role)
     parameters = buffers = compute
@@ -100,8 +98,9 @@ def _targets(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, str, st
             for name, role in roles.items():
                 if isinstance(getattr(block, name, None), torch.nn.Module):
                     targets.append((block, name, f"{group}.{index}.{name}", role))
-    for index in range(len(getattr(model, "readouts", []))):
-        targets.append((model.readouts, str(index), f"readouts.{index}", "readouts"))
+    readouts: Any = getattr(model, "readouts", [])  # mace-torch ModuleList
+    for index in range(len(readouts)):
+        targets.append((readouts, str(index), f"readouts.{index}", "readouts"))
     return targets
 
 
@@ -135,10 +134,10 @@ def wrap_blocks(model: torch.nn.Module, policy: PrecisionPolicy) -> list[BlockPr
             BlockPrecision(
                 path=path,
                 role=role,
-                compute=_dtype_name(island.compute_dtype),
-                parameters=_dtype_name(island.parameter_dtype),
-                buffers=_dtype_name(island.buffer_dtype),
-                output=_dtype_name(island.output_dtype),
+                compute=dtype_name(island.compute_dtype),
+                parameters=dtype_name(island.parameter_dtype),
+                buffers=dtype_name(island.buffer_dtype),
+                output=dtype_name(island.output_dtype),
                 n_parameters=sum(p.numel() for p in island.parameters()),
             )
         )
@@ -185,5 +184,5 @@ def check_device_supports(policy: PrecisionPolicy, device: torch.device | str) -
         except (RuntimeError, TypeError) as error:
             raise PrecisionError(
                 f"device {device} cannot compute in {dtype} ({error}); choose a policy without "
-                f"{_dtype_name(dtype)} for this device"
+                f"{dtype_name(dtype)} for this device"
             ) from error

@@ -15,14 +15,9 @@ from typing import Any
 
 import torch
 
+from macelerate._dtypes import DTYPES
 from macelerate.errors import MacelerateError
 
-DTYPE_NAMES = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
 HALF_DTYPES = ("bfloat16", "float16")
 MATMUL_PRECISIONS = ("highest", "high")
 
@@ -103,8 +98,8 @@ class PrecisionPolicy:
         problems = []
         for name in dtype_fields():
             value = getattr(self, name)
-            if value not in DTYPE_NAMES:
-                problems.append(f"{name}={value!r} is not one of {', '.join(DTYPE_NAMES)}")
+            if value not in DTYPES:
+                problems.append(f"{name}={value!r} is not one of {', '.join(DTYPES)}")
             elif value in HALF_DTYPES and name in self.ISLANDS:
                 problems.append(
                     f"{name}={value!r}: this block must stay float32 or float64 (see the "
@@ -117,7 +112,7 @@ class PrecisionPolicy:
 
     def dtype(self, field_name: str) -> torch.dtype:
         """The torch dtype of one field."""
-        return DTYPE_NAMES[getattr(self, field_name)]
+        return DTYPES[getattr(self, field_name)]
 
     @property
     def uses_half(self) -> bool:

@@ -1,9 +1,7 @@
-"""Turn bench and eval result files into ``report.md`` plus plots: the analysis and the driver.
+"""``build_report``: read result files, analyse them, write ``report.md`` plus the plots.
 
-The analysis is pure: bench rows are grouped by (device, settings); each row's speed-up is the
-time of the ``mace-torch`` engine on the same model, system and size in the same group divided by
-its own; accuracy-versus-speed points pair an eval file with bench rows by ``model_label`` and
-``lever``.
+The analysis lives in :mod:`macelerate.report.analysis`; :mod:`macelerate.report.markdown` and
+:mod:`macelerate.report.plots` render it.
 """
 
 from __future__ import annotations
@@ -13,70 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from macelerate.atomic_io import write_atomically
-from macelerate.errors import MacelerateError
-from macelerate.report.loading import (
-    REFERENCE_ENGINE,
-    BenchFile,
-    BenchRow,
-    EvalFile,
-    load_results,
-)
+from macelerate.report.analysis import ReportOptionError, group_bench, select_pareto
+from macelerate.report.loading import load_results
+from macelerate.report.markdown import render_markdown
+from macelerate.report.plots import plot_memory_vs_atoms, plot_pareto, plot_time_vs_atoms
 
-
-class ReportOptionError(MacelerateError, ValueError):
-    """An option of ``macelerate report`` the inputs cannot satisfy."""
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """A bench row with its file and its speed-up over the reference engine.
-
-    ``speedup`` is reference ms / this row's ms (``None`` without a successful pair);
-    ``reference_status`` is the reference run's status, ``None`` when there is none.
-    """
-
-    row: BenchRow
-    file: Path
-    speedup: float | None
-    reference_status: str | None
-
-
-@dataclass(frozen=True)
-class BenchGroup:
-    """Rows measured on one device with one dtype and timing settings: one table."""
-
-    device: str
-    settings: str
-    files: tuple[BenchFile, ...]
-    rows: tuple[TableRow, ...]
-
-    @property
-    def label(self) -> str:
-        return f"{self.device} · {self.settings}"
-
-
-@dataclass(frozen=True)
-class ParetoPoint:
-    """One (model_label, lever): speed in steps/s from bench, force RMSE in meV/Å from eval."""
-
-    model_label: str
-    lever: str
-    engine: str
-    steps_per_s: float
-    force_rmse: float
-    eval_path: Path
-    on_front: bool
-
-
-@dataclass(frozen=True)
-class ParetoSelection:
-    """Accuracy-versus-speed points, the size their speed was taken at, and what was left out."""
-
-    points: tuple[ParetoPoint, ...]
-    n_atoms: int | None
-    how: str
-    group: str | None
-    notes: tuple[str, ...]
+__all__ = ["ReportOptionError", "ReportResult", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -85,165 +25,6 @@ class ReportResult:
 
     markdown_path: Path
     plot_paths: tuple[Path, ...]
-
-
-def pareto_front(speeds: Sequence[float], errors: Sequence[float]) -> tuple[int, ...]:
-    """Indices of the points no other point beats on both speed and error.
-
-    A point is dominated when another is at least as fast and at least as accurate and strictly
-    better in one of the two. Identical points do not dominate each other.
-
-    Returns:
-        The non-dominated indices, ordered by increasing speed.
-    """
-    front = []
-    for i, (speed, error) in enumerate(zip(speeds, errors, strict=True)):
-        dominated = any(
-            s >= speed and e <= error and (s > speed or e < error)
-            for s, e in zip(speeds, errors, strict=True)
-        )
-        if not dominated:
-            front.append(i)
-    return tuple(sorted(front, key=lambda i: (speeds[i], -errors[i])))
-
-
-def _reference(row: BenchRow, rows: Sequence[BenchRow]) -> BenchRow | None:
-    same = [
-        r
-        for r in rows
-        if r.engine == REFERENCE_ENGINE
-        and (r.model_label, r.system, r.n_atoms) == (row.model_label, row.system, row.n_atoms)
-    ]
-    for lever in (row.lever, "exact"):
-        for candidate in same:
-            if candidate.lever == lever:
-                return candidate
-    return same[0] if same else None
-
-
-def _table_row(row: BenchRow, path: Path, rows: Sequence[BenchRow]) -> TableRow:
-    reference = _reference(row, rows)
-    speedup = None
-    if reference is not None and reference.ms_median and row.ms_median:
-        speedup = reference.ms_median / row.ms_median
-    status = None if reference is None else reference.status
-    return TableRow(row=row, file=path, speedup=speedup, reference_status=status)
-
-
-def group_bench(files: Sequence[BenchFile]) -> tuple[BenchGroup, ...]:
-    """Group bench rows by (device, settings), in first-seen order, each with its speed-ups."""
-    members: dict[tuple[str, str], list[BenchFile]] = {}
-    for bench in files:
-        members.setdefault((bench.device_label, bench.settings_label), []).append(bench)
-    groups = []
-    for (device, settings), group_files in members.items():
-        pairs = [(bench.path, row) for bench in group_files for row in bench.rows]
-        rows = [row for _, row in pairs]
-        table = sorted(
-            (_table_row(row, path, rows) for path, row in pairs),
-            key=lambda t: (
-                (t.row.model_label, t.row.n_atoms, t.row.system)
-                + (t.row.engine != REFERENCE_ENGINE, t.row.lever, t.row.engine)
-            ),
-        )
-        groups.append(BenchGroup(device, settings, tuple(group_files), tuple(table)))
-    return tuple(groups)
-
-
-def _pick_errors(evals: Sequence[EvalFile]) -> dict[tuple[str, str], EvalFile]:
-    """One eval per (model_label, lever): errors against data labels first, then file order."""
-    chosen: dict[tuple[str, str], EvalFile] = {}
-    for evaluation in sorted(evals, key=lambda e: e.against is not None):
-        if evaluation.force_rmse is not None:
-            chosen.setdefault((evaluation.model_label, evaluation.lever), evaluation)
-    return chosen
-
-
-def _sizes(group: BenchGroup, keys: set[tuple[str, str]]) -> dict[tuple[str, str], set[int]]:
-    sizes: dict[tuple[str, str], set[int]] = {}
-    for t in group.rows:
-        key = (t.row.model_label, t.row.lever)
-        if key in keys and t.row.status == "ok":
-            sizes.setdefault(key, set()).add(t.row.n_atoms)
-    return sizes
-
-
-def _choose_size(sizes: dict[tuple[str, str], set[int]], n_atoms: int | None) -> tuple[int, str]:
-    if n_atoms is not None:
-        if not any(n_atoms in s for s in sizes.values()):
-            found = sorted(set().union(*sizes.values()))
-            raise ReportOptionError(
-                f"--pareto-atoms {n_atoms}: no model/lever with an eval file has a successful "
-                f"bench run at that size; sizes available: {found}"
-            )
-        return n_atoms, "set by --pareto-atoms"
-    common = set.intersection(*sizes.values())
-    if common:
-        return max(common), "the largest size all points share"
-    counts = {n: sum(n in s for s in sizes.values()) for n in set().union(*sizes.values())}
-    best = max(counts, key=lambda n: (counts[n], n))
-    return best, "the size most points share; no size is common to all"
-
-
-def _speed_row(group: BenchGroup, key: tuple[str, str], n_atoms: int) -> BenchRow:
-    rows = [
-        t.row
-        for t in group.rows
-        if (t.row.model_label, t.row.lever) == key
-        and t.row.n_atoms == n_atoms
-        and t.row.status == "ok"
-    ]
-    return max(rows, key=lambda r: (r.engine != REFERENCE_ENGINE, r.steps_per_s or 0.0))
-
-
-def select_pareto(
-    groups: Sequence[BenchGroup], evals: Sequence[EvalFile], *, n_atoms: int | None = None
-) -> ParetoSelection:
-    """Pair force errors with speeds at one size, and mark the non-dominated points.
-
-    Speeds come from the (device, settings) group with the most matching (model_label, lever);
-    at one size the non-reference engine is preferred. Left-out pairs are explained in ``notes``.
-
-    Raises:
-        ReportOptionError: ``n_atoms`` is given but no matching point was measured at it.
-    """
-    errors = _pick_errors(evals)
-    if not errors:
-        why = "no eval file reports a force RMSE" if evals else "no eval files were given"
-        return ParetoSelection((), None, "", None, (why,))
-    matched = [_sizes(group, set(errors)) for group in groups]
-    best = max(range(len(groups)), key=lambda i: len(matched[i]), default=None)
-    if best is None or not matched[best]:
-        bench_keys = sorted({(t.row.model_label, t.row.lever) for g in groups for t in g.rows})
-        why = (
-            "no (model_label, lever) has both a successful bench run and an eval file: "
-            f"bench has {_names(bench_keys) or 'none'}, eval has {_names(sorted(errors))}"
-        )
-        return ParetoSelection((), None, "", None, (why,))
-    group, sizes = groups[best], matched[best]
-    size, how = _choose_size(sizes, n_atoms)
-    notes = [
-        f"{_names([key])}: no successful bench run at {size} atoms (has {sorted(s)})"
-        for key, s in sizes.items()
-        if size not in s
-    ]
-    notes += [
-        f"{_names([key])}: no bench run on {group.label}" for key in errors if key not in sizes
-    ]
-    keys = [key for key, s in sizes.items() if size in s]
-    rows = [_speed_row(group, key, size) for key in keys]
-    speeds = [float(r.steps_per_s or 0.0) for r in rows]
-    rmse = [float(errors[key].force_rmse or 0.0) for key in keys]
-    front = set(pareto_front(speeds, rmse))
-    points = tuple(
-        ParetoPoint(key[0], key[1], row.engine, speed, err, errors[key].path, i in front)
-        for i, (key, row, speed, err) in enumerate(zip(keys, rows, speeds, rmse))
-    )
-    return ParetoSelection(points, size, how, group.label, tuple(notes))
-
-
-def _names(keys: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"{label}/{lever}" for label, lever in keys)
 
 
 def build_report(
@@ -262,9 +43,6 @@ def build_report(
         ResultFileError: a file is not a valid bench or eval results file.
         ReportOptionError: ``pareto_atoms`` matches no measured point, or no paths are given.
     """
-    from macelerate.report.markdown import render_markdown
-    from macelerate.report.plots import plot_memory_vs_atoms, plot_pareto, plot_time_vs_atoms
-
     if not paths:
         raise ReportOptionError("no result files given; pass bench and/or eval JSON files")
     results = load_results(paths)

@@ -1,9 +1,11 @@
 """Read and validate the JSON files ``macelerate bench`` and ``macelerate eval`` write.
 
 Each file names its format in a ``"schema"`` key; see the bench and eval JSON contracts:
-``macelerate-bench/1`` (timings per model, lever, engine and system) and ``macelerate-eval/1``
+``macelerate-bench/1`` (timings per model, lever, engine and system; rows are read into the
+bench's own :class:`~macelerate.bench.schema.BenchResult`) and ``macelerate-eval/1``
 (energy/force/stress errors of one model and lever on one data file). Keys the contracts list
-but a file lacks are read as ``None``; the keys the report cannot do without are required.
+but a file lacks are read as ``None`` (or computed, where ``SCHEMA.md`` says how); the keys the
+report cannot do without are required.
 """
 
 from __future__ import annotations
@@ -14,54 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from macelerate.bench.schema import SCHEMA as BENCH_SCHEMA
+from macelerate.bench.schema import SPREAD_LIMIT, STATUSES, BenchResult, timing_spread
 from macelerate.errors import MacelerateError
 
-BENCH_SCHEMA = "macelerate-bench/1"
 EVAL_SCHEMA = "macelerate-eval/1"
+TIMING_KEYS = ("median", "min", "max")
 _EXPECTED = (
     f"expected schema {BENCH_SCHEMA!r} (from `macelerate bench --json`) "
     f"or {EVAL_SCHEMA!r} (from `macelerate eval --json`)"
 )
-STATUSES = ("ok", "oom", "error")
-REFERENCE_ENGINE = "mace-torch"
-"""The engine speed-ups are measured against."""
-MEMORY_KINDS = {
-    "cuda_max_allocated": "CUDA max allocated",
-    "cpu_peak_rss": "CPU peak RSS",
-    "cpu_peak_rss_process": "CPU peak RSS of the whole process",
-}
-"""Readable names of the bench rows' ``memory_kind`` values; unknown kinds are shown as given."""
 
 
 class ResultFileError(MacelerateError, ValueError):
     """A file given to ``macelerate report`` that is not a bench or eval results file."""
-
-
-@dataclass(frozen=True)
-class BenchRow:
-    """One benchmark measurement: a model, lever and engine on one system.
-
-    Times in ms, memory in MB; the numbers are ``None`` when the run failed (``status`` is
-    ``"oom"`` or ``"error"``) or the bench did not measure them.
-    """
-
-    model: str
-    model_label: str
-    engine: str
-    lever: str
-    system: str
-    n_atoms: int
-    status: str
-    error: str | None = None
-    n_edges: int | None = None
-    mean_neighbors: float | None = None
-    ms_median: float | None = None
-    ms_min: float | None = None
-    ms_max: float | None = None
-    steps_per_s: float | None = None
-    graph_ms_median: float | None = None
-    peak_memory_mb: float | None = None
-    memory_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +42,7 @@ class BenchFile:
     device: Mapping[str, Any]
     versions: Mapping[str, Any]
     settings: Mapping[str, Any]
-    rows: tuple[BenchRow, ...]
+    rows: tuple[BenchResult, ...]
 
     @property
     def device_label(self) -> str:
@@ -184,33 +152,47 @@ def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
     numeric = kind is int or kind == (int, float)
     if (numeric and isinstance(value, bool)) or not isinstance(value, kind):
         raise ResultFileError(f"{where} is {value!r}, not {_kind_name(kind)}")
-    return float(value) if kind == (int, float) else value
+    if kind == (int, float) and isinstance(value, int | float):
+        return float(value)
+    return value
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        dict: "an object",
+        list: "a list",
+        bool: "true or false",
+    }
     return "a number" if kind == (int, float) else names.get(kind, str(kind))  # type: ignore[arg-type]
 
 
-def _timing(row: Mapping[str, Any], key: str, where: str) -> tuple[float | None, ...]:
+def _timing(row: Mapping[str, Any], key: str, where: str) -> dict[str, float] | None:
+    """``{"median", "min", "max"}`` ms of ``row[key]`` (the keys present), or None."""
     timing = _optional(row, key, dict, where)
     if timing is None:
-        return (None, None, None)
-    return tuple(
-        _optional(timing, k, (int, float), f"{where} {key}") for k in ("median", "min", "max")
-    )
+        return None
+    values = {k: _optional(timing, k, (int, float), f"{where} {key}") for k in TIMING_KEYS}
+    return {k: v for k, v in values.items() if v is not None} or None
 
 
-def _bench_row(row: Any, where: str) -> BenchRow:
+def _bench_row(row: Any, where: str) -> BenchResult:
     row = _typed(row, dict, where)
     status = _require(row, "status", str, where)
     if status not in STATUSES:
         raise ResultFileError(f"{where} has status {status!r}; expected one of {STATUSES}")
-    ms_median, ms_min, ms_max = _timing(row, "ms_per_step", where)
+    ms = _timing(row, "ms_per_step", where)
+    ms_median = None if ms is None else ms.get("median")
     if status == "ok" and ms_median is None:
         raise ResultFileError(f"{where} has status 'ok' but no ms_per_step median")
     steps = _optional(row, "steps_per_s", (int, float), where)
-    return BenchRow(
+    spread = _optional(row, "ms_spread", (int, float), where)
+    spread = timing_spread(ms) if spread is None else spread
+    unreliable = _optional(row, "unreliable", bool, where)
+    if unreliable is None and spread is not None:
+        unreliable = spread > SPREAD_LIMIT
+    return BenchResult(
         model=str(row.get("model", "")),
         model_label=_require(row, "model_label", str, where),
         engine=_require(row, "engine", str, where),
@@ -221,13 +203,13 @@ def _bench_row(row: Any, where: str) -> BenchRow:
         error=_optional(row, "error", str, where),
         n_edges=_optional(row, "n_edges", int, where),
         mean_neighbors=_optional(row, "mean_neighbors", (int, float), where),
-        ms_median=ms_median,
-        ms_min=ms_min,
-        ms_max=ms_max,
+        ms_per_step=ms,
         steps_per_s=steps if steps is not None or ms_median is None else 1000.0 / ms_median,
-        graph_ms_median=_timing(row, "graph_ms", where)[0],
+        graph_ms=_timing(row, "graph_ms", where),
         peak_memory_mb=_optional(row, "peak_memory_mb", (int, float), where),
         memory_kind=_optional(row, "memory_kind", str, where),
+        ms_spread=spread,
+        unreliable=unreliable,
     )
 
 

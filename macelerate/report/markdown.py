@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-from macelerate.report.loading import MEMORY_KINDS, REFERENCE_ENGINE
-
-if TYPE_CHECKING:
-    from macelerate.report.build import BenchGroup, ParetoSelection, TableRow
-    from macelerate.report.loading import EvalFile, LoadedResults
+from macelerate.bench.schema import MEMORY_KINDS
+from macelerate.report.analysis import BenchGroup, ParetoSelection, Speedup, TableRow
+from macelerate.report.loading import EvalFile, LoadedResults
 
 FIGURES = {
     "time_vs_atoms.png": "Time per step against system size",
@@ -69,14 +66,14 @@ def _provenance(results: LoadedResults) -> list[str]:
     return lines
 
 
-def _speedup(t: TableRow) -> str:
+def _speedup(t: TableRow, speedup: Speedup) -> str:
     if t.row.status != "ok":
         return "-"
-    if t.row.engine == REFERENCE_ENGINE and t.speedup is not None:
+    if t.row.engine == speedup.engine and speedup.ratio is not None:
         return "reference"
-    if t.reference_status in ("oom", "error"):
-        return f"{REFERENCE_ENGINE} {t.reference_status.replace('oom', 'OOM')}"
-    return "-" if t.speedup is None else f"{t.speedup:.2f}×"
+    if speedup.reference_status in ("oom", "error"):
+        return f"{speedup.engine} {speedup.reference_status.replace('oom', 'OOM')}"
+    return "-" if speedup.ratio is None else f"{speedup.ratio:.2f}×"
 
 
 def _timing(t: TableRow) -> str:
@@ -91,11 +88,13 @@ def _speed_group(group: BenchGroup) -> list[str]:
     lines = [f"### {group.label}", ""]
     lines += [f"From {', '.join(f'`{f.path}`' for f in group.files)}.", ""]
     header = ["model", "lever", "engine", "system", "atoms", "ms/step median (min–max)"]
-    header += ["steps/s", f"speed-up vs {REFERENCE_ENGINE}", "peak memory (MB)"]
+    header += ["steps/s", *(f"speed-up vs {name}" for name in group.references)]
+    header += ["peak memory (MB)"]
     header += ["mean neighbours", "edges", "graph ms", "status"]
     rows = [
         [t.row.model_label, t.row.lever, t.row.engine, t.row.system, t.row.n_atoms, _timing(t)]
-        + [_num(t.row.steps_per_s), _speedup(t), _num(t.row.peak_memory_mb, 1)]
+        + [_num(t.row.steps_per_s), *(_speedup(t, s) for s in t.speedups)]
+        + [_num(t.row.peak_memory_mb, 1)]
         + [_num(t.row.mean_neighbors, 1), t.row.n_edges, _num(t.row.graph_ms_median)]
         + [t.row.status]
         for t in group.rows
@@ -103,8 +102,8 @@ def _speed_group(group: BenchGroup) -> list[str]:
     lines += _table(header, rows)
     kinds = sorted({MEMORY_KINDS.get(k, k) for t in group.rows if (k := t.row.memory_kind)})
     lines += [
-        f"Speed-up: median ms/step of `{REFERENCE_ENGINE}` on the same model, system and size "
-        "in this table ÷ the row's median. "
+        f"Speed-up vs {', '.join(f'`{name}`' for name in group.references)}: that engine's "
+        "median ms/step on the same model, system and size in this table ÷ the row's median. "
         f"Peak memory: {', '.join(kinds) or 'not measured'}.",
         "",
     ]
@@ -144,12 +143,12 @@ def _accuracy(evals: Sequence[EvalFile]) -> list[str]:
     if symbols:
         lines += ["### Force RMSE per element (meV/Å)", ""]
         header = ["model", "lever", "data", *symbols]
-        rows = [
+        per_element = [
             [e.model_label, e.lever, f"`{e.data}`"]
             + [_num(e.per_element.get(s, {}).get("force_rmse")) for s in symbols]
             for e in evals
         ]
-        lines += _table(header, rows)
+        lines += _table(header, per_element)
     return lines
 
 

@@ -13,18 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from macelerate.atomic_io import write_atomically
-from macelerate.report.loading import MEMORY_KINDS, REFERENCE_ENGINE
+from macelerate.bench.schema import MEMORY_KINDS, REFERENCE_ENGINES, BenchResult
+from macelerate.report.analysis import BenchGroup, ParetoSelection
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from macelerate.report.build import BenchGroup, ParetoSelection
-    from macelerate.report.loading import BenchRow
-
 FIGSIZE = (7.0, 5.0)  # inches
 DPI = 150
-_MARKERS = {"macelerate": "o", REFERENCE_ENGINE: "s"}
+_MARKERS = {"macelerate": "o", "mace-torch": "s", "symmetrix": "D"}
 _LEGEND_INSIDE = 7  # more lines than this and the legend moves below the axes
 _FAILED_BAND = 0.16  # top fraction of a log y-axis kept free for failed-run markers
 
@@ -68,7 +66,7 @@ def _group_tags(groups: Sequence[BenchGroup]) -> list[str]:
 
 
 def _collect(
-    groups: Sequence[BenchGroup], value: Callable[[BenchRow], float | None]
+    groups: Sequence[BenchGroup], value: Callable[[BenchResult], float | None]
 ) -> list[_Series]:
     series: dict[tuple, _Series] = {}
     for tag, group in zip(_group_tags(groups), groups):
@@ -90,7 +88,7 @@ def _draw_series(ax: Axes, series: Sequence[_Series]) -> None:
     keys = list(dict.fromkeys(s.color_key for s in series))
     colors = dict(zip(keys, _colors(len(keys))))
     for s in series:
-        reference = s.engine == REFERENCE_ENGINE
+        reference = s.engine in REFERENCE_ENGINES
         points = sorted(s.points)
         ax.plot(
             [n for n, _ in points],
@@ -172,7 +170,7 @@ def _subtitle(groups: Sequence[BenchGroup]) -> str:
 def plot_time_vs_atoms(groups: Sequence[BenchGroup], path: str | Path) -> Path | None:
     """Median time per step (ms, log) against atoms (log); ``None`` (nothing written) if no rows.
 
-    One line per (model_label, lever, engine), the reference engine dashed; failed runs are
+    One line per (model_label, lever, engine), reference engines dashed; failed runs are
     marked with an ``x`` at the top of the axes.
     """
     series = _collect(groups, lambda row: row.ms_median)

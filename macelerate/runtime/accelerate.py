@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -27,6 +28,7 @@ from macelerate.runtime.fused_conv import (
     FusedEdgeTensorProduct,
     supports_fusion,
 )
+from macelerate.runtime.interaction import use_slot_forward
 from macelerate.runtime.neighbour_layout import LayoutCache
 from macelerate.runtime.symmetric_contraction import (
     FastSymmetricContraction,
@@ -43,11 +45,14 @@ class RuntimeOptions:
         fast_products: table-based symmetric contraction.
         skip_dead_blocks: skip work that only meets exactly-zero weights (changes the layout of
             the radial MLPs: for inference only, not for training copies that are exported).
+        slot_layout: run fused interaction blocks with their radial MLPs in the neighbour-slot
+            layout (:mod:`macelerate.runtime.interaction`).
     """
 
     fuse_convolution: bool = True
     fast_products: bool = True
     skip_dead_blocks: bool = True
+    slot_layout: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,14 @@ class RuntimeReport:
     skipped_radial_columns: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _slice_radial_mlp(mlp: torch.nn.Module, columns: list[int]) -> torch.nn.Module | None:
+def _slice_radial_mlp(mlp: Any, columns: list[int]) -> torch.nn.Module | None:
     """A copy of an e3nn ``FullyConnectedNet`` computing only output ``columns`` (else None)."""
     layers = [m for name, m in mlp.named_children() if name.startswith("layer")]
     if not layers or not hasattr(layers[-1], "weight") or not hasattr(layers[-1], "h_out"):
         return None
     with quiet_model_construction():
         sliced = copy.deepcopy(mlp)
-    last = [m for name, m in sliced.named_children() if name.startswith("layer")][-1]
+    last: Any = [m for name, m in sliced.named_children() if name.startswith("layer")][-1]
     index = torch.as_tensor(columns, dtype=torch.long, device=last.weight.device)
     last.weight = torch.nn.Parameter(
         last.weight.detach().index_select(1, index), requires_grad=last.weight.requires_grad
@@ -88,7 +93,7 @@ def _slice_radial_mlp(mlp: torch.nn.Module, columns: list[int]) -> torch.nn.Modu
 
 
 def _fuse_block(
-    block: torch.nn.Module, layouts: LayoutCache, skip_dead: bool
+    block: Any, layouts: LayoutCache, skip_dead: bool, slot_layout: bool
 ) -> tuple[bool, int, int, tuple[int, ...] | None]:
     """Fuse one interaction block: (fused, skipped paths, skipped columns, live components)."""
     tp = getattr(block, "conv_tp", None)
@@ -114,6 +119,8 @@ def _fuse_block(
     fused.layout_cache = layouts
     block.conv_tp = fused
     block.conv_fusion = "macelerate"
+    if slot_layout:
+        use_slot_forward(block)
     skipped_paths = sum(not live for live in live_paths) if live_paths else 0
     components = liveness.live_components if liveness is not None else None
     return True, skipped_paths, skipped_columns, components
@@ -130,7 +137,7 @@ def accelerate_in_place(
     options = options or RuntimeOptions()
     if isinstance(model, torch.jit.ScriptModule):
         return RuntimeReport()
-    hosts = [m for m in model.modules() if isinstance(getattr(m, "interactions", None),
+    hosts: list[Any] = [m for m in model.modules() if isinstance(getattr(m, "interactions", None),
                                                       torch.nn.ModuleList)]  # fmt: skip
     fused = fast = 0
     skipped_paths: list[int] = []
@@ -143,7 +150,9 @@ def accelerate_in_place(
             if not options.fuse_convolution:
                 live.append(None)
                 continue
-            did, paths, columns, components = _fuse_block(block, layouts, options.skip_dead_blocks)
+            did, paths, columns, components = _fuse_block(
+                block, layouts, options.skip_dead_blocks, options.slot_layout
+            )
             fused += did
             skipped_paths.append(paths)
             skipped_columns.append(columns)

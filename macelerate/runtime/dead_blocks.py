@@ -15,8 +15,11 @@ and the weights; :mod:`macelerate.runtime.accelerate` applies it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,13 @@ class InteractionLiveness:
         return all(self.live_paths) and all(self.live_outputs)
 
 
-def _weight_blocks(module: torch.nn.Module, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+def _weight_blocks(module: Any, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     """Split an e3nn module's flat ``weight`` into one block per instruction."""
     sizes = [int(torch.Size(shape).numel()) for shape in shapes]
     return list(module.weight.detach().reshape(-1).split(sizes))
 
 
-def _linear_edges(linear: torch.nn.Module) -> list[tuple[int, int, bool]]:
+def _linear_edges(linear: Any) -> list[tuple[int, int, bool]]:
     """(input irrep, output irrep, has a non-zero weight) per instruction of an e3nn Linear."""
     instructions = linear.instructions
     blocks = _weight_blocks(linear, [ins.path_shape for ins in instructions])
@@ -57,7 +60,7 @@ def _linear_edges(linear: torch.nn.Module) -> list[tuple[int, int, bool]]:
     ]
 
 
-def _skip_edges(skip_tp: torch.nn.Module) -> list[tuple[int, int, bool]]:
+def _skip_edges(skip_tp: Any) -> list[tuple[int, int, bool]]:
     """(input irrep, output irrep, non-zero) per instruction of mace's element-dependent skip."""
     instructions = skip_tp.instructions
     blocks = _weight_blocks(skip_tp, [ins.path_shape for ins in instructions])
@@ -66,7 +69,7 @@ def _skip_edges(skip_tp: torch.nn.Module) -> list[tuple[int, int, bool]]:
     ]
 
 
-def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
+def interaction_liveness(block: Any) -> InteractionLiveness | None:
     """Liveness of a mace-torch ``RealAgnostic(Residual)InteractionBlock``; None if unknown.
 
     The non-residual block applies its element-dependent ``skip_tp`` after ``linear``; that is
@@ -75,7 +78,9 @@ def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
     """
     name = type(block).__name__
     linear, conv = getattr(block, "linear", None), getattr(block, "conv_tp", None)
-    if name not in ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteractionBlock"):
+    if name not in INTERACTION_CLASSES:
+        return None
+    if linear is None or conv is None:
         return None
     if not hasattr(linear, "instructions") or not hasattr(conv, "instructions"):
         return None
@@ -85,7 +90,7 @@ def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
     edges = _linear_edges(linear)
     live_mid = {i_in for i_in, _, nonzero in edges if nonzero}
     live_out = {i_out for i_in, i_out, nonzero in edges if nonzero}
-    if name == "RealAgnosticInteractionBlock":
+    if name in SELECTOR_INTERACTION_CLASSES:  # skip_tp after linear
         skip = getattr(block, "skip_tp", None)
         if skip is None or not hasattr(skip, "instructions"):
             return None
@@ -93,7 +98,8 @@ def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
     irreps_out = linear.irreps_out
     live_paths = tuple(ins.i_out in live_mid for ins in conv.instructions)
     live_outputs = tuple(i in live_out for i in range(len(irreps_out)))
-    components, start = [], 0
+    components: list[int] = []
+    start = 0
     for index, (_, ir) in enumerate(irreps_out):
         if live_outputs[index]:
             components.extend(range(start, start + ir.dim))
@@ -101,9 +107,10 @@ def interaction_liveness(block: torch.nn.Module) -> InteractionLiveness | None:
     return InteractionLiveness(live_paths, live_outputs, tuple(components))
 
 
-def live_weight_columns(conv: torch.nn.Module, live_paths: tuple[bool, ...]) -> list[int]:
+def live_weight_columns(conv: Any, live_paths: tuple[bool, ...]) -> list[int]:
     """Columns of the convolution weights (radial-MLP outputs) that feed live paths."""
-    columns, start = [], 0
+    columns: list[int] = []
+    start = 0
     for ins, live in zip(conv.instructions, live_paths):
         width = int(torch.Size(ins.path_shape).numel())
         if live:

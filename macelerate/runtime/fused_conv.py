@@ -26,17 +26,19 @@ basis vectors, so they are exactly the ones e3nn uses.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
 from macelerate._mace import quiet_model_construction
+from macelerate.mace.contract import INTERACTION_CLASSES
 from macelerate.runtime.neighbour_layout import LayoutCache, NeighbourLayout
 
-FUSABLE_BLOCKS = ("RealAgnosticInteractionBlock", "RealAgnosticResidualInteractionBlock")
+FUSABLE_BLOCKS = INTERACTION_CLASSES
 """Interaction blocks whose ``conv_fusion`` branch is exactly ``conv_tp(h, Y, w, edge_index)``."""
 
 
-def _probe_path(tp: torch.nn.Module, index: int) -> torch.Tensor:
+def _probe_path(tp: Any, index: int) -> torch.Tensor:
     """Coefficients C[i, j, k] (path weight included) of instruction ``index`` of an e3nn TP.
 
     ``tp`` is evaluated in float64: pass a float64 copy (the caller's module is not touched).
@@ -61,7 +63,7 @@ def _probe_path(tp: torch.nn.Module, index: int) -> torch.Tensor:
     return probe[:, oo : oo + d_out].reshape(d1, d2, d_out)
 
 
-def supports_fusion(tp: torch.nn.Module) -> bool:
+def supports_fusion(tp: Any) -> bool:
     """True for e3nn TensorProducts of the form MACE's convolutions use (uvu, external weights)."""
     needed = ("instructions", "irreps_in1", "irreps_in2", "irreps_out", "weight_numel")
     if not all(hasattr(tp, name) for name in needed):
@@ -95,7 +97,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
 
     def __init__(
         self,
-        tp: torch.nn.Module,
+        tp: Any,
         *,
         live_paths: tuple[bool, ...] | None = None,
         compact_weights: bool = False,
@@ -149,19 +151,44 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         node_feats: torch.Tensor,
         edge_attrs: torch.Tensor,
         tp_weights: torch.Tensor,
-        edge_index: torch.Tensor,
+        edge_index: torch.Tensor | NeighbourLayout,
     ) -> torch.Tensor:
+        """The summed message; with a :class:`NeighbourLayout` instead of ``edge_index``, the edge
+        tensors are already in its slot layout (see :meth:`sum_slots`)."""
+        if isinstance(edge_index, NeighbourLayout):
+            return self.sum_slots(node_feats, edge_attrs, tp_weights, edge_index)
         n_nodes, n_edges = node_feats.shape[0], edge_index.shape[1]
         if n_edges == 0:  # no neighbours anywhere: every message is zero, still on the autograd
             # graph (through the empty edge tensors) so that forces come out as zeros
             connected = edge_attrs.sum() + tp_weights.sum()
             return node_feats.new_zeros((n_nodes, self.irreps_out.dim)) + 0.0 * connected
         layout = self.layout_cache.get(edge_index, n_nodes)
-        k = layout.k
-        y_blocks = layout.gather(edge_attrs, zero_padding=True).split(
-            [m.dim for m in self.irreps_in2], dim=2
-        )  # [n, K, 2l+1] per edge irrep; zero at padding, so padding slots add nothing
-        w_paths = layout.gather(tp_weights, zero_padding=False).split(self._weight_widths(), dim=2)
+        y_slots = layout.gather(edge_attrs, zero_padding=True)  # zero at padding: adds nothing
+        w_slots = layout.gather(tp_weights, zero_padding=False)
+        return self.sum_slots(node_feats, y_slots, w_slots, layout)
+
+    def sum_slots(
+        self,
+        node_feats: torch.Tensor,
+        y_slots: torch.Tensor,
+        w_slots: torch.Tensor,
+        layout: NeighbourLayout,
+    ) -> torch.Tensor:
+        """The summed message from edge tensors already in the slot layout.
+
+        Args:
+            node_feats: [n_nodes, irreps_in1].
+            y_slots: [n_nodes, K, irreps_in2] edge attributes, **zero at padding slots**.
+            w_slots: [n_nodes, K, weight columns] tensor-product weights (any finite values at
+                padding slots).
+            layout: the graph's :class:`NeighbourLayout`.
+
+        Returns:
+            [n_nodes, irreps_out]
+        """
+        n_nodes, k = layout.n_nodes, layout.k
+        y_blocks = y_slots.split([m.dim for m in self.irreps_in2], dim=2)  # [n, K, 2l+1] each
+        w_paths = w_slots.split(self._weight_widths(), dim=2)
         x_blocks = self._sender_blocks(node_feats, layout.sender_of_slot, k)
         blocks: dict[int, torch.Tensor] = {}
         for index, (mul, d1, d2, i_in1, i_in2, _, i_out) in enumerate(self.paths):

@@ -25,9 +25,13 @@ which is exact and shrinks ``i``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
+
+from macelerate.mace.contract import SYMMETRIC_CONTRACTION_CLASS
 
 CacheKey = tuple[object, ...]
 
@@ -44,9 +48,11 @@ class FastContraction(torch.nn.Module):
             all).
     """
 
-    def __init__(
-        self, source: torch.nn.Module, *, live_components: Sequence[int] | None = None
-    ) -> None:
+    live: torch.Tensor
+    weights_max: torch.Tensor
+    weights: Any
+
+    def __init__(self, source: Any, *, live_components: Sequence[int] | None = None) -> None:
         super().__init__()
         self.correlation = int(source.correlation)
         self.num_features = int(source.num_features)
@@ -99,7 +105,7 @@ class FastContraction(torch.nn.Module):
         n_live = int(self.live.numel())
         tables = {}
         for nu, weight in zip(range(1, self.correlation + 1), weights):
-            coupling = self._coupling(nu).to(weight.dtype)  # [m, q, P]
+            coupling = _symmetrized(self._coupling(nu).to(weight.dtype), nu, n_live)  # [m, q, P]
             table = torch.einsum("mqp,epc->ecmq", coupling, weight.index_select(0, elements))
             shape = (len(elements), self.num_features, self.dim_out, n_live ** (nu - 1), n_live)
             # [e, c, m, rows, i] -> [e, c, rows, m, i]
@@ -133,10 +139,49 @@ class FastContraction(torch.nn.Module):
         power = x
         for nu in range(2, self.correlation + 1):
             v = torch.baddbmm(v, power, tables[nu][slot])  # + T_nu . x^(nu-1)
-            if nu < self.correlation:  # next outer power: [c, B, i^nu]
+            if nu == 2 and self.correlation > 2:  # x (x) x, rows of T_3 symmetric
+                power = SymmetricOuterSquare.apply(x)
+            elif nu < self.correlation:  # next outer power: [c, B, i^nu]
                 power = (power.unsqueeze(-1) * x.unsqueeze(-2)).reshape(channels, n_nodes, -1)
         v = v.view(channels, n_nodes, self.dim_out, n_live)
         return (v * x.unsqueeze(2)).sum(-1)
+
+
+def _symmetrized(coupling: torch.Tensor, nu: int, n: int) -> torch.Tensor:
+    """The coupling [m, n^nu, P] averaged over all permutations of its nu input indices.
+
+    The polynomial is unchanged (the product of the x's is symmetric); symmetric tables make the
+    gradient of ``x (x) x`` one contraction instead of two (:class:`SymmetricOuterSquare`).
+    """
+    if nu < 2:
+        return coupling
+    full = coupling.reshape(coupling.shape[0], *([n] * nu), coupling.shape[-1])
+    permutations = list(itertools.permutations(range(1, nu + 1)))
+    total = full.permute(0, *permutations[0], nu + 1)
+    for order in permutations[1:]:
+        total = total + full.permute(0, *order, nu + 1)
+    return (total / len(permutations)).reshape(coupling.shape)
+
+
+class SymmetricOuterSquare(torch.autograd.Function):
+    """``x (x) x``: [c, B, i] -> [c, B, i * i], for gradients that are symmetric in the pair.
+
+    Used where the outer square only meets tables symmetric in its two indices: then
+    ``grad_x = 2 * sum_j g[j, k] x_j``, one contraction instead of autograd's two. The backward
+    is built from differentiable operations (double backward works).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return (x.unsqueeze(-1) * x.unsqueeze(-2)).reshape(*x.shape[:-1], -1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        n = x.shape[-1]
+        square = grad.reshape(*x.shape[:-1], n, n)
+        return 2.0 * (square * x.unsqueeze(-1)).sum(-2)
 
 
 def _same_key(a: CacheKey, b: CacheKey) -> bool:
@@ -158,16 +203,17 @@ class FastSymmetricContraction(torch.nn.Module):
         live_components: input components that may be non-zero (see module docstring).
     """
 
-    def __init__(
-        self, source: torch.nn.Module, *, live_components: Sequence[int] | None = None
-    ) -> None:
+    live: torch.Tensor
+
+    def __init__(self, source: Any, *, live_components: Sequence[int] | None = None) -> None:
         super().__init__()
         self.irreps_in = getattr(source, "irreps_in", None)
         self.irreps_out = getattr(source, "irreps_out", None)
         self.contractions = torch.nn.ModuleList(
             FastContraction(c, live_components=live_components) for c in source.contractions
         )
-        self.register_buffer("live", self.contractions[0].live.clone(), persistent=False)
+        first = cast(FastContraction, self.contractions[0])
+        self.register_buffer("live", first.live.clone(), persistent=False)
 
     def forward(self, x: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
         n_nodes = x.shape[0]
@@ -180,7 +226,8 @@ class FastSymmetricContraction(torch.nn.Module):
         grouped = x.index_select(0, order).permute(1, 0, 2)  # [c, n, i], nodes by element
         present_t = torch.tensor(present, dtype=torch.long, device=x.device)
         pieces = []
-        for contraction in self.contractions:
+        contractions = cast(list[FastContraction], list(self.contractions))
+        for contraction in contractions:
             tables = contraction.tables(present_t)
             outs, start = [], 0
             for slot, element in enumerate(present):
@@ -198,7 +245,7 @@ class FastSymmetricContraction(torch.nn.Module):
 def supports_fast_contraction(module: torch.nn.Module) -> bool:
     """True for mace-torch e3nn ``SymmetricContraction`` modules (not cuEquivariance ones)."""
     contractions = getattr(module, "contractions", None)
-    if type(module).__name__ != "SymmetricContraction" or contractions is None:
+    if type(module).__name__ != SYMMETRIC_CONTRACTION_CLASS or contractions is None:
         return False
     needed = ("correlation", "num_features", "weights_max", "weights")
     return all(all(hasattr(c, name) for name in needed) for c in contractions)

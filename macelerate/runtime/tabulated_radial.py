@@ -23,10 +23,12 @@ hidden features are zero or the envelope multiplies them by zero.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
-def hidden_and_last_layer(mlp: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor]:
+def hidden_and_last_layer(mlp: Any) -> tuple[torch.nn.Module, torch.Tensor]:
     """Split an e3nn ``FullyConnectedNet`` into (all layers but the last, last weight [h, out]).
 
     The last layer of mace's radial MLPs is linear (no activation); its effective weight
@@ -35,7 +37,7 @@ def hidden_and_last_layer(mlp: torch.nn.Module) -> tuple[torch.nn.Module, torch.
     layers = [m for name, m in mlp.named_children() if name.startswith("layer")]
     if not layers or getattr(layers[-1], "act", None) is not None:
         raise ValueError("radial MLP must be an e3nn FullyConnectedNet with a linear last layer")
-    last = layers[-1]
+    last: Any = layers[-1]
     scale = (last.h_in * last.var_in / last.var_out) ** 0.5
     return torch.nn.Sequential(*layers[:-1]), last.weight.detach() / scale
 
@@ -50,9 +52,14 @@ class TabulatedRadialMLP(torch.nn.Module):
         r_max: Å, last knot (the model cutoff).
         n_knots: knots on the uniform grid, at least 2.
 
-    Buffers: ``knots_values`` and ``knots_slopes`` [n_knots, hidden] (slope times spacing), the
-    last layer's weight [hidden, out]; all in the MLP's dtype.
+    Buffers: ``coefficients`` [n_knots - 1, 4 * hidden], the cubic of each interval in powers of
+    ``t`` (its local coordinate in [0, 1]), and the last layer's weight [hidden, out]; both in the
+    MLP's dtype.
     """
+
+    coefficients: torch.Tensor
+    last_weight: torch.Tensor
+    last_value: torch.Tensor
 
     def __init__(
         self,
@@ -72,9 +79,11 @@ class TabulatedRadialMLP(torch.nn.Module):
         self.spacing = (self.r_max - self.r_min) / (self.n_knots - 1)
         knots = torch.linspace(self.r_min, self.r_max, self.n_knots, dtype=torch.float64)
         values, slopes = _values_and_slopes(hidden, embedding, knots)
-        self.register_buffer("knots_values", values.to(dtype))
-        self.register_buffer("knots_slopes", (slopes * self.spacing).to(dtype))
+        self.register_buffer(
+            "coefficients", _hermite_coefficients(values, slopes * self.spacing).to(dtype)
+        )
         self.register_buffer("last_weight", last.clone())
+        self.register_buffer("last_value", values[-1].to(dtype))  # at r_max and beyond
         self.exact_hidden = hidden  # for lengths below the table
         self.embedding = embedding
         self.out_features = int(last.shape[1])
@@ -89,18 +98,14 @@ class TabulatedRadialMLP(torch.nn.Module):
         position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
         interval = position.detach().floor().clamp(0, self.n_knots - 2)
         t = (position - interval).unsqueeze(-1)  # [n, 1], in [0, 1] inside the table
-        k = interval.long()
-        v0, v1 = self.knots_values[k], self.knots_values[k + 1]
-        s0, s1 = self.knots_slopes[k], self.knots_slopes[k + 1]
-        t2 = t * t
-        t3 = t2 * t
-        hidden = (
-            v0 * (2 * t3 - 3 * t2 + 1)
-            + s0 * (t3 - 2 * t2 + t)
-            + v1 * (3 * t2 - 2 * t3)
-            + s1 * (t3 - t2)
-        )
-        below = r < self.r_min
+        c0, c1, c2, c3 = (
+            self.coefficients.index_select(0, interval.long())
+            .view(-1, 4, self.coefficients.shape[-1] // 4)
+            .unbind(1)
+        )  # one gather of the interval's cubic: [n, hidden] each
+        hidden = c0 + t * (c1 + t * (c2 + t * c3))
+        hidden = torch.where((r >= self.r_max).unsqueeze(-1), self.last_value, hidden)
+        below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
         if bool(below.any()):  # rare: atoms closer than the table reaches
             index = below.nonzero().squeeze(1)
             exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
@@ -112,6 +117,18 @@ class TabulatedRadialMLP(torch.nn.Module):
             f"r=[{self.r_min}, {self.r_max}] Å, {self.n_knots} knots "
             f"(spacing {self.spacing:.2e} Å), out={self.out_features}"
         )
+
+
+def _hermite_coefficients(values: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """Per interval, the cubic Hermite interpolant in powers of t: [n - 1, 4 * h].
+
+    ``values`` and ``slopes`` (derivatives times the spacing) are [n, h] at the knots; on interval
+    k, ``H(t) = c0 + c1 t + c2 t^2 + c3 t^3`` matches both at t = 0 and t = 1.
+    """
+    v0, v1, s0, s1 = values[:-1], values[1:], slopes[:-1], slopes[1:]
+    c2 = 3 * (v1 - v0) - 2 * s0 - s1
+    c3 = 2 * (v0 - v1) + s0 + s1
+    return torch.cat([v0, s0, c2, c3], dim=1)
 
 
 def _values_and_slopes(
@@ -160,6 +177,7 @@ class LengthRadialEmbedding(torch.nn.Module):
     """
 
     DELEGATED = ("bessel_fn", "cutoff_fn", "apply_cutoff", "out_dim")
+    inner: Any
 
     def __init__(self, radial_embedding: torch.nn.Module) -> None:
         super().__init__()

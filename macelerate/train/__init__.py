@@ -11,8 +11,19 @@ Names are imported from the submodules on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
+
+from macelerate._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from macelerate.train.config import TrainConfig, TrainReport
+    from macelerate.train.data import LabelledData
+    from macelerate.train.ema import ExponentialMovingAverage
+    from macelerate.train.errors import TrainConfigError, TrainingDivergedError
+    from macelerate.train.loop import train
+    from macelerate.train.losses import LossWeights
+    from macelerate.train.state import TrainStateError
+    from macelerate.train.teacher import label_structures, sample_structures, write_structures
 
 _EXPORTS = {
     "train": "macelerate.train.loop",
@@ -29,10 +40,19 @@ _EXPORTS = {
     "TrainStateError": "macelerate.train.state",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = [
+    "ExponentialMovingAverage",
+    "LabelledData",
+    "LossWeights",
+    "TrainConfig",
+    "TrainConfigError",
+    "TrainReport",
+    "TrainStateError",
+    "TrainingDivergedError",
+    "label_structures",
+    "sample_structures",
+    "train",
+    "write_structures",
+]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'macelerate.train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,12 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-import torch
-
+from macelerate._dtypes import MODEL_DTYPES
 from macelerate.train.errors import TrainConfigError
 from macelerate.train.losses import LossWeights
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,7 @@ def _rules(c: TrainConfig) -> list[tuple[str, str, str, bool]]:
          c.grad_clip is None or (_finite(c.grad_clip, 0.0) and c.grad_clip > 0)),
         ("ema_decay", "--ema-decay", "in [0, 1) or None (0 on the command line: no EMA)",
          c.ema_decay is None or (_finite(c.ema_decay, 0.0, 1.0) and c.ema_decay < 1)),
-        ("dtype", "--dtype", f"one of {sorted(DTYPES)}", c.dtype in DTYPES),
+        ("dtype", "--dtype", f"one of {sorted(MODEL_DTYPES)}", c.dtype in MODEL_DTYPES),
         ("val_fraction", "--val-fraction", "in [0, 1) (0: no validation split; pass --val FILE "
          "for a separate set)", _finite(c.val_fraction, 0.0, 1.0) and c.val_fraction < 1),
         ("checkpoint_every", "--checkpoint-every", "an integer >= 1 or None",

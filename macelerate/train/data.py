@@ -33,10 +33,10 @@ from macelerate.data.labels import (
     forces_label,
     get_label,
     require_label,
+    stress_3x3,
     warn_if_implausible_energies,
 )
 from macelerate.errors import DataFileError, MacelerateError
-from macelerate.evaluate import stress_3x3
 from macelerate.graph.batch import build_graph
 from macelerate.graph.model_options import (  # noqa: F401  (re-exported)
     model_edge_selection,
@@ -142,6 +142,21 @@ def collate(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
     cat["batch"] = torch.repeat_interleave(torch.arange(len(graphs)), torch.tensor(counts))
     cat["ptr"] = torch.from_numpy(offsets.astype(np.int64))
     return cat
+
+
+def _every(values: Sequence[torch.Tensor | None], name: str) -> list[torch.Tensor]:
+    """``values`` when no structure of a batch lacks the label ``name``.
+
+    Raises:
+        DataFileError: some structures of the batch have the label and others do not.
+    """
+    present = [value for value in values if value is not None]
+    if len(present) != len(values):
+        raise DataFileError(
+            f"{len(values) - len(present)} of {len(values)} structures of a batch lack {name} "
+            "labels; label every structure or none"
+        )
+    return present
 
 
 def read_labels(atoms: Atoms, keys: LabelKeys, *, index: int, source: str) -> StructureLabels:
@@ -303,7 +318,8 @@ class LabelledData:
         if any(label.energy is not None for label in labels):
             energy = stack([label.energy for label in labels], ())
         if any(label.forces is not None for label in labels):
-            forces = torch.cat([label.forces for label in labels]).to(device=device, dtype=dtype)
+            forces = torch.cat(_every([label.forces for label in labels], "forces"))
+            forces = forces.to(device=device, dtype=dtype)
         if any(label.stress is not None for label in labels):
             stress = stack([label.stress for label in labels], (3, 3))
             mask = torch.tensor([label.stress is not None for label in labels], device=device)
@@ -316,7 +332,7 @@ class LabelledData:
         dtype = self.graphs[indices[0]]["positions"].dtype
         for g, i in enumerate(indices):
             label = self.labels[i]
-            if label.hessian_atoms is not None:
+            if label.hessian_atoms is not None and label.hessian_rows is not None:  # both or none
                 atoms = label.hessian_atoms + start
                 coordinates = (3 * atoms[:, None] + torch.arange(3)).reshape(-1)  # [3k]
                 rows = label.hessian_rows.to(device=device, dtype=dtype)

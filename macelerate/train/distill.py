@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ def distill(
         with torch.random.fork_rng():  # seeded initial weights; the global RNG is restored
             torch.manual_seed(seed)
             student = build_student(student)
-    return train(
+    trained, report = train(
         student,
         structures,
         config=config,
@@ -98,3 +98,4 @@ def distill(
         keys=keys,
         teacher=teacher,
     )
+    return cast(Student, trained), report  # train returns a trained copy of its model's class

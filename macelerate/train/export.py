@@ -43,7 +43,7 @@ def unfused_template(model: torch.nn.Module) -> torch.nn.Module:
     if not is_fused(model):
         with quiet_model_construction():
             return copy.deepcopy(model)
-    from macelerate.models.config import build_mace_model, describe_mace_model
+    from macelerate.mace.config import build_mace_model, describe_mace_model
 
     template = build_mace_model(describe_mace_model(model))
     template.load_state_dict(unfused_state_dict(model, template))

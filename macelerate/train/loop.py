@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from ase import Atoms
 
+from macelerate._dtypes import parse_dtype
 from macelerate._mace import quiet_model_construction
 from macelerate.data.labels import LabelKeys
 from macelerate.models.potential import Potential
-from macelerate.train.config import DTYPES, TrainConfig, TrainReport
+from macelerate.train.config import TrainConfig, TrainReport
 from macelerate.train.data import (
     Batch,
     LabelledData,
@@ -60,7 +61,7 @@ def training_copy(model: torch.nn.Module, config: TrainConfig) -> tuple[torch.nn
     """Deep copy on ``config.device``/``dtype`` with trainable parameters; (copy, fused blocks)."""
     with quiet_model_construction():
         trainee = copy.deepcopy(model)
-    trainee = trainee.to(device=config.device, dtype=DTYPES[config.dtype])
+    trainee = trainee.to(device=config.device, dtype=parse_dtype(config.dtype))
     frozen = tuple(config.frozen)
     for name, parameter in trainee.named_parameters():
         parameter.requires_grad_(not (frozen and name.startswith(frozen)))
@@ -82,7 +83,7 @@ def _labelled(
     options: dict[str, Any] = {
         "graph_options": model_graph_options(model),
         "edge_selection": model_edge_selection(model),
-        "dtype": DTYPES[config.dtype],
+        "dtype": parse_dtype(config.dtype),
         "source": source,
         "progress": progress,
     }
@@ -213,7 +214,7 @@ def train(
     started = time.perf_counter()
     parallel = data_parallel_from_env(device=config.device, batch_size=config.batch_size)
     progress = config.progress and parallel.is_main
-    template = unfused_template(model).to(device=config.device, dtype=DTYPES[config.dtype])
+    template = unfused_template(model).to(device=config.device, dtype=parse_dtype(config.dtype))
     trainee, fused = training_copy(model, config)
     train_data = _labelled(
         trainee, train_structures, keys=keys, teacher=teacher, config=config,

@@ -180,9 +180,14 @@ def hessian_loss(
 ) -> torch.Tensor:
     """Loss on labelled Hessian rows (eV/Å²), differentiable in the model parameters."""
     predicted = hessian_rows_autograd(forces, positions, blocks, create_graph=True)
+    reference = []
+    for block in blocks:
+        if block.rows is None:
+            raise ValueError("a Hessian loss needs the reference rows of every block")
+        reference.append(block.rows.reshape(-1))
     return regression_loss(
         torch.cat([p.reshape(-1) for p in predicted]),
-        torch.cat([b.rows.reshape(-1) for b in blocks]),
+        torch.cat(reference),
         huber_delta=huber_delta,
     )
 
@@ -219,10 +224,9 @@ def compute_loss(
         )
     if weights.forces > 0 and batch.forces is not None:
         terms["forces"] = regression_loss(outputs["forces"], batch.forces, huber_delta=delta)
-    if weights.stress > 0 and batch.stress is not None and outputs.get("stress") is not None:
-        terms["stress"] = stress_loss(
-            outputs["stress"], batch.stress, batch.stress_mask, huber_delta=delta
-        )
+    stress, mask, predicted = batch.stress, batch.stress_mask, outputs.get("stress")
+    if weights.stress > 0 and stress is not None and mask is not None and predicted is not None:
+        terms["stress"] = stress_loss(predicted, stress, mask, huber_delta=delta)
     if weights.hessian > 0 and batch.hessian:
         if positions is None:
             raise ValueError("Hessian rows need the positions tensor the forces depend on")

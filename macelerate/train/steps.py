@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from macelerate.checks.equigrad import equigrad_norm
+from macelerate.graph.rotation import equigrad_norm
 from macelerate.train.data import Batch, LabelledData
 from macelerate.train.losses import LossWeights, compute_loss
 

@@ -24,6 +24,7 @@ from ase.md.langevin import Langevin
 from ase.stress import full_3x3_to_voigt_6_stress
 from tqdm import tqdm
 
+from macelerate._dtypes import dtype_name
 from macelerate._version import __version__
 from macelerate.atomic_io import write_atomically
 from macelerate.models.potential import Potential
@@ -48,7 +49,7 @@ def teacher_provenance(teacher: Potential) -> dict[str, Any]:
     return {
         "teacher": path or teacher.source.kind,
         "teacher_sha256": sha,
-        "teacher_dtype": str(teacher.dtype).removeprefix("torch."),
+        "teacher_dtype": dtype_name(teacher.dtype),
         "macelerate_version": __version__,
     }
 
@@ -121,13 +122,14 @@ def label_structures(
             chunk = indices[start : start + batch_size]
             prediction = teacher.predict([copies[i] for i in chunk], compute_stress=with_stress)
             forces = np.split(prediction.forces, prediction.ptr[1:-1])
+            stress = prediction.stress if with_stress else None  # [n, 3, 3] eV/Å³
             for n, i in enumerate(chunk):
                 results: dict[str, Any] = {
                     "energy": float(prediction.energy[n]),
                     "forces": forces[n],
                 }
-                if with_stress:
-                    results["stress"] = full_3x3_to_voigt_6_stress(prediction.stress[n])
+                if stress is not None:
+                    results["stress"] = full_3x3_to_voigt_6_stress(stress[n])
                 copies[i].calc = SinglePointCalculator(copies[i], **results)
             bar.update(len(chunk))
     bar.close()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from ase import Atoms
 
 from macelerate._mace import model_construction
+from macelerate.mace.contract import RADIAL_EMBEDDING_CLASS
 from macelerate.runtime.tabulated_radial import (
     EdgeFeatures,
     LengthRadialEmbedding,
@@ -79,7 +80,7 @@ def _innermost_embedding(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
         raise TabulationError(f"{type(model).__name__} has no radial embedding to tabulate")
     while isinstance(getattr(embedding, "inner", None), torch.nn.Module):
         parent, name, embedding = embedding, "inner", embedding.inner
-    if type(embedding).__name__ != "RadialEmbeddingBlock":
+    if type(embedding).__name__ != RADIAL_EMBEDDING_CLASS:
         raise TabulationError(
             f"radial embedding {type(embedding).__name__} is not mace-torch's "
             "RadialEmbeddingBlock (already tabulated, or under a precision policy: tabulate first)"
@@ -95,7 +96,7 @@ def _tabulated_model(
         import copy
 
         model = copy.deepcopy(model)
-    backbone = getattr(model, "backbone", model)
+    backbone: Any = getattr(model, "backbone", model)
     parent, name = _innermost_embedding(backbone)
     inner = getattr(parent, name)
     try:
@@ -131,7 +132,7 @@ def _hidden_error(tables: list[TabulatedRadialMLP]) -> float:
     return worst
 
 
-def _force_errors(
+def force_errors(
     reference: Potential, candidate: Potential, probe: Sequence[Atoms]
 ) -> tuple[float, float, float]:
     """(max |ΔF| eV/Å, RMS ΔF eV/Å, max |ΔE|/atom eV) of ``candidate`` against ``reference``."""
@@ -178,7 +179,7 @@ def tabulate_radial(
         candidate = potential.replace(
             model, record=TransformRecord("tabulate_radial", False, {"knots": n_knots})
         )
-        measured = _force_errors(potential, candidate, probe) if probe else None
+        measured = force_errors(potential, candidate, probe) if probe else None
         good = hidden_error <= hidden_tolerance and (
             measured is None or measured[0] <= max_force_error
         )

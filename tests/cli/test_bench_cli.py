@@ -9,8 +9,8 @@ import numpy as np
 from ase.io import write
 
 from macelerate.cli.__main__ import main
+from macelerate.mace.config import describe_mace_model
 from macelerate.models.checkpoint import save_checkpoint
-from macelerate.models.config import describe_mace_model
 
 
 def test_bench_structure_file_json_and_markdown(tiny_model_file, silicon, tmp_path, capsys):

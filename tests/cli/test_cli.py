@@ -205,7 +205,7 @@ def test_demo_table_on_a_given_model(tiny_model_file, capsys):
 
 
 def test_demo_structure_is_graphene_oxide():
-    from macelerate.demo.structures import graphene_oxide
+    from macelerate.data.structures import graphene_oxide
 
     atoms = graphene_oxide(repeat=(7, 5))
     assert atoms.get_chemical_formula() == "C140O28" and atoms.pbc.all()

@@ -19,8 +19,8 @@ from macelerate.compress import (
     uniform_plan,
 )
 from macelerate.compress.scoring import weight_slices
+from macelerate.mace.config import build_mace_model, describe_mace_model
 from macelerate.mace.layout import DERIVED_STATE, check_supported
-from macelerate.models.config import build_mace_model, describe_mace_model
 from macelerate.testing import tiny_mace_config
 from tests.compress.test_prune import (
     Z,

@@ -21,8 +21,8 @@ from ase import Atoms
 
 from macelerate.compress import apply_plan, prune
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import build_mace_model, describe_mace_model
 from macelerate.mace.layout import DERIVED_STATE, read_layout
-from macelerate.models.config import build_mace_model, describe_mace_model
 from macelerate.models.loading import read_model_file
 from tests.compress.test_prune import (
     _check_block_by_block,

@@ -9,6 +9,7 @@ import torch
 
 from macelerate._mace import import_mace, quiet_model_construction
 from macelerate.errors import ModelFileError
+from macelerate.mace.config import build_mace_model
 from macelerate.mace.layout import (
     ContractionWeight,
     DenseWeight,
@@ -16,25 +17,12 @@ from macelerate.mace.layout import (
     read_layout,
     selects_message,
 )
-from macelerate.models.config import build_mace_model
-from macelerate.testing import tiny_mace, tiny_mace_config
+from macelerate.testing import tiny_mace_config
 
 import_mace()
 from e3nn import o3  # noqa: E402
 
-Z = [1, 6, 8]
-
-
-@pytest.fixture(scope="module")
-def residual() -> torch.nn.Module:
-    return tiny_mace(Z, seed=1, correlation=3)
-
-
-@pytest.fixture(scope="module")
-def selector() -> torch.nn.Module:
-    config = tiny_mace_config(Z) | {"interaction_cls_first": "RealAgnosticInteractionBlock"}
-    torch.manual_seed(2)
-    return build_mace_model(config).eval()
+Z = [1, 6, 8]  # the elements of the residual and selector fixtures (tests/mace/conftest.py)
 
 
 @pytest.mark.parametrize("name", ["residual", "selector"])

@@ -9,8 +9,8 @@ from ase import Atoms
 
 from macelerate.errors import ModelFileError
 from macelerate.graph import build_graph
+from macelerate.mace.config import describe_mace_model
 from macelerate.models.checkpoint import make_provenance, save_checkpoint
-from macelerate.models.config import describe_mace_model
 from macelerate.models.student import (
     StudentConfig,
     StudentError,

@@ -10,7 +10,7 @@ import matplotlib
 import pytest
 
 from macelerate.report import build_report
-from macelerate.report.build import group_bench
+from macelerate.report.analysis import group_bench
 from macelerate.report.loading import load_results
 from tests.report import bench_payload, bench_row, eval_payload, realistic_results, write
 
@@ -138,3 +138,31 @@ def test_plotting_leaves_matplotlib_global_state_alone(tmp_path):
     assert matplotlib.get_backend() == backend
     assert dict(matplotlib.rcParams) == params
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+def test_every_reference_engine_gets_a_speedup_column(tmp_path):
+    rows = [
+        bench_row("m", "mace-torch", "exact", 100, 12.0, memory_mb=400.0),
+        bench_row("m", "symmetrix", "exact", 100, 6.0, memory_mb=300.0),
+        bench_row("m", "macelerate", "exact", 100, 3.0, memory_mb=200.0),
+        bench_row("m", "symmetrix", "exact", 400, None, status="oom"),
+        bench_row("m", "macelerate", "exact", 400, 9.0, memory_mb=500.0),
+    ]
+    path = write(tmp_path / "bench.json", bench_payload(rows))
+    (group,) = group_bench(load_results([path]).bench)
+    assert group.references == ("mace-torch", "symmetrix")
+    fast = next(t for t in group.rows if t.row.engine == "macelerate" and t.row.n_atoms == 100)
+    assert [(s.engine, s.ratio) for s in fast.speedups] == [("mace-torch", 4.0), ("symmetrix", 2.0)]
+    assert fast.speedup == 4.0  # the first reference engine present
+    result = build_report([path], out_dir=tmp_path / "out")
+    text = result.markdown_path.read_text()
+    assert "| speed-up vs mace-torch | speed-up vs symmetrix |" in text
+
+    def line(engine, n_atoms):
+        return _table_line(text, "m", "exact", engine, f"graphene_oxide:{n_atoms}")
+
+    assert "| 4.00× | 2.00× |" in line("macelerate", 100)
+    assert "| 2.00× | reference |" in line("symmetrix", 100)
+    assert "| - | symmetrix OOM |" in line("macelerate", 400)
+    for plot in result.plot_paths[:2]:
+        _assert_png(plot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from macelerate.report.build import ReportOptionError, group_bench, pareto_front, select_pareto
+from macelerate.report.analysis import ReportOptionError, group_bench, pareto_front, select_pareto
 from macelerate.report.loading import load_results
 from tests.report import SIZES, bench_payload, bench_row, eval_payload, realistic_results, write
 

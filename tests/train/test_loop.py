@@ -12,7 +12,7 @@ from macelerate.data.labels import LabelKeys
 from macelerate.errors import DataFileError, UnknownElementError
 from macelerate.evaluate import evaluate
 from macelerate.graph.batch import build_graph
-from macelerate.models.config import describe_mace_model, rebuild_mace_model
+from macelerate.mace.config import describe_mace_model, rebuild_mace_model
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
 from macelerate.testing import tiny_mace
 from macelerate.train.data import (

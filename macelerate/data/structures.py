@@ -1,4 +1,5 @@
-"""Built-in structures: graphene oxide sheets like the GO-MACE-23 data, made procedurally."""
+"""Built-in structures: graphene oxide sheets like the GO-MACE-23 data, made procedurally (the
+demo and the bench's ``oxide-slab`` system use them)."""
 
 from __future__ import annotations
 

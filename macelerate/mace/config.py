@@ -9,20 +9,22 @@ needs to pickle code.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
+from macelerate._dtypes import DTYPES, MODEL_DTYPES, dtype_name
 from macelerate._mace import import_mace, mace_modules, model_construction
 from macelerate._torch_state import default_dtype
 from macelerate.errors import ModelFileError
+from macelerate.mace.contract import MODEL_CLASSES
 
 CLASS_KEYS = ("interaction_cls", "interaction_cls_first", "readout_cls")
 IRREPS_KEYS = ("hidden_irreps", "MLP_irreps", "edge_irreps")
 GATES = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "abs": torch.abs}
-SUPPORTED_MODEL_CLASSES = ("ScaleShiftMACE", "MACE")
 SCALE_SHIFT_KEYS = ("atomic_inter_scale", "atomic_inter_shift")
 
 
@@ -73,9 +75,9 @@ def describe_mace_model(model: torch.nn.Module) -> dict[str, Any]:
             cuEquivariance-converted or another architecture).
     """
     class_name = type(model).__name__
-    if class_name not in SUPPORTED_MODEL_CLASSES:
+    if class_name not in MODEL_CLASSES:
         raise ModelFileError(
-            f"cannot describe a {class_name}: macelerate converts {SUPPORTED_MODEL_CLASSES} "
+            f"cannot describe a {class_name}: macelerate converts {MODEL_CLASSES} "
             "(TorchScript and other architectures run, but cannot be converted)"
         )
     import_mace()
@@ -98,8 +100,79 @@ def describe_mace_model(model: torch.nn.Module) -> dict[str, Any]:
         else:
             config[key] = _plain(value)
     config["model_class"] = class_name
-    config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    config["dtype"] = dtype_name(next(model.parameters()).dtype)
     return config
+
+
+def scale_shift_mace_config(
+    *,
+    atomic_numbers: Sequence[int],
+    atomic_energies: Sequence[float],
+    channels: int,
+    max_L: int,
+    max_ell: int,
+    correlation: int,
+    num_interactions: int,
+    r_max: float,
+    radial_mlp: Sequence[int],
+    mlp_channels: int,
+    num_bessel: int,
+    num_polynomial_cutoff: int,
+    avg_num_neighbors: float,
+    atomic_inter_scale: float = 1.0,
+    atomic_inter_shift: float = 0.0,
+    pair_repulsion: bool = False,
+    dtype: str = "float64",
+) -> dict[str, Any]:
+    """Constructor arguments of a plain ``ScaleShiftMACE`` in :func:`build_mace_model` format.
+
+    Residual interaction blocks throughout, a non-linear last readout, silu gates and hidden
+    irreps ``channels x 0e + channels x 1o + ...`` up to ``max_L``.
+
+    Args:
+        atomic_numbers: the elements, in one-hot order.
+        atomic_energies: E0 in eV per element, in the order of ``atomic_numbers``.
+        channels: multiplicity of every hidden irrep.
+        max_L: largest L of the hidden features.
+        max_ell: largest L of the edge spherical harmonics.
+        correlation: body order of the symmetric contraction.
+        num_interactions: message-passing layers.
+        r_max: cutoff in Å.
+        radial_mlp: hidden widths of the radial MLPs.
+        mlp_channels: scalars of the non-linear readout (``MLP_irreps``).
+        num_bessel: radial Bessel basis functions.
+        num_polynomial_cutoff: exponent p of the polynomial envelope.
+        avg_num_neighbors: the message normalisation.
+        atomic_inter_scale, atomic_inter_shift: scale (eV) and shift (eV) of atomic energies.
+        pair_repulsion: add mace-torch's ZBL pair term.
+        dtype: ``"float64"`` or ``"float32"``.
+    """
+    hidden = "+".join(f"{channels}x{ell}{'eo'[ell % 2]}" for ell in range(max_L + 1))
+    return {
+        "model_class": "ScaleShiftMACE",
+        "dtype": dtype,
+        "r_max": float(r_max),
+        "num_bessel": int(num_bessel),
+        "num_polynomial_cutoff": int(num_polynomial_cutoff),
+        "max_ell": int(max_ell),
+        "interaction_cls": "RealAgnosticResidualInteractionBlock",
+        "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
+        "readout_cls": "NonLinearReadoutBlock",
+        "num_interactions": int(num_interactions),
+        "num_elements": len(atomic_numbers),
+        "hidden_irreps": hidden,
+        "MLP_irreps": f"{mlp_channels}x0e",
+        "gate": "silu",
+        "atomic_energies": [float(e) for e in atomic_energies],
+        "avg_num_neighbors": float(avg_num_neighbors),
+        "atomic_numbers": [int(z) for z in atomic_numbers],
+        "correlation": int(correlation),
+        "radial_MLP": [int(width) for width in radial_mlp],
+        "atomic_inter_scale": float(atomic_inter_scale),
+        "atomic_inter_shift": float(atomic_inter_shift),
+        "use_reduced_cg": False,
+        "pair_repulsion": bool(pair_repulsion),
+    }
 
 
 def _resolve_class(name: Any, key: str) -> type:
@@ -163,21 +236,22 @@ def build_mace_model(config: dict[str, Any], *, source: str = "model config") ->
     """
     modules = mace_modules()
     name = config.get("model_class") if isinstance(config, dict) else None
-    if name not in SUPPORTED_MODEL_CLASSES:
+    if name not in MODEL_CLASSES:
         raise ModelFileError(
             f"{source}: unsupported model class {name!r} (macelerate builds "
-            f"{SUPPORTED_MODEL_CLASSES}); the file is damaged or not a mace-torch model"
+            f"{MODEL_CLASSES}); the file is damaged or not a mace-torch model"
         )
-    dtype_name = config.get("dtype", "float64")
-    if dtype_name not in ("float64", "float32"):
+    name_of_dtype = config.get("dtype", "float64")
+    if name_of_dtype not in MODEL_DTYPES:
         raise ModelFileError(
-            f"{source}: model dtype must be float64 or float32, not {dtype_name!r}"
+            f"{source}: model dtype must be float64 or float32, not {name_of_dtype!r}"
         )
+    dtype = DTYPES[name_of_dtype]
     model_class = getattr(modules, name)
     try:
         kwargs = _constructor_kwargs(config, model_class)
-        with default_dtype(getattr(torch, dtype_name)), model_construction():
-            model = model_class(**kwargs).to(getattr(torch, dtype_name))
+        with default_dtype(dtype), model_construction():
+            model = model_class(**kwargs).to(dtype)
     except Exception as error:
         raise ModelFileError(
             f"{source}: the model config cannot be built ({type(error).__name__}: {error}); the "

@@ -1,0 +1,84 @@
+"""mace-torch interaction blocks run with their per-edge work in the slot layout.
+
+mace-torch's ``RealAgnostic(Residual)InteractionBlock.forward`` computes the radial MLP for every
+edge, multiplies by the envelope and hands the [n_edges, weight_numel] weights to the convolution,
+which (fused, :mod:`macelerate.runtime.fused_conv`) then copies them into its receiver-major
+[receiver, slot] layout, and copies their gradient back in the backward pass. Here the block's own
+forward is replaced, per instance, by :func:`slot_forward`: the narrow per-edge inputs (radial
+features [n_edges, n_basis], envelope, spherical harmonics) are gathered into the slot layout
+instead and the radial MLP runs there, so the wide weight tensor is never copied. The block keeps
+its class and submodules (names, state dict, precision islands and ``describe`` are unchanged);
+the arithmetic is mace-torch's, term by term, in another memory layout.
+
+Padding slots get zero radial features (an e3nn MLP without biases maps them to zero; tabulated
+MLPs treat length 0 as padding) and zero spherical harmonics, so they add nothing to values or
+gradients.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
+from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
+
+SLOT_BLOCKS = INTERACTION_CLASSES
+"""Blocks whose forward :func:`slot_forward` reproduces; those in
+:data:`~macelerate.mace.contract.SELECTOR_INTERACTION_CLASSES` apply ``skip_tp`` after ``linear``
+and return no residual, the others return ``skip_tp`` of the input as the residual."""
+
+
+def slot_forward(
+    block: Any,
+    node_attrs: torch.Tensor,
+    node_feats: torch.Tensor,
+    edge_attrs: torch.Tensor,
+    edge_feats: torch.Tensor,
+    edge_index: torch.Tensor,
+    cutoff: torch.Tensor | None = None,
+    lammps_class: Any = None,
+    lammps_natoms: tuple[int, int] = (0, 0),
+    first_layer: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``block.forward`` with the per-edge work in the slot layout (same inputs and outputs).
+
+    LAMMPS ghost-atom runs and graphs without edges go to mace-torch's own forward.
+    """
+    if lammps_class is not None or edge_index.shape[1] == 0:
+        return type(block).forward(
+            block, node_attrs, node_feats, edge_attrs, edge_feats, edge_index, cutoff=cutoff,
+            lammps_class=lammps_class, lammps_natoms=lammps_natoms, first_layer=first_layer,
+        )  # fmt: skip
+    residual = type(block).__name__ not in SELECTOR_INTERACTION_CLASSES
+    sc = block.skip_tp(node_feats, node_attrs) if residual else None
+    node_feats = block.linear_up(node_feats)
+    fused: FusedEdgeTensorProduct = getattr(block.conv_tp, "module", block.conv_tp)  # island?
+    layout = fused.layout_cache.get(edge_index, node_feats.shape[0])
+    n, k = layout.n_nodes, layout.k
+    weights = block.conv_tp_weights(layout.gather(edge_feats, zero_padding=True).view(n * k, -1))
+    if cutoff is not None:
+        weights = weights * layout.gather(cutoff, zero_padding=True).view(n * k, -1)
+    y_slots = layout.gather(edge_attrs, zero_padding=True)
+    message = block.conv_tp(node_feats, y_slots, weights.view(n, k, -1), layout)
+    message = block.linear(message) / block.avg_num_neighbors
+    if not residual:
+        message = block.skip_tp(message, node_attrs)
+    return block.reshape(message), sc
+
+
+def use_slot_forward(block: Any) -> bool:
+    """Run ``block`` (changed in place; the caller owns it) with :func:`slot_forward`.
+
+    Returns False, changing nothing, for blocks whose convolution is not macelerate's fused one
+    or whose class this forward does not reproduce.
+    """
+    if type(block).__name__ not in SLOT_BLOCKS:
+        return False
+    conv = getattr(block, "conv_tp", None)
+    if not isinstance(getattr(conv, "module", conv), FusedEdgeTensorProduct):
+        return False
+    block.forward = functools.partial(slot_forward, block)
+    return True
