@@ -40,13 +40,13 @@ from macelerate.bench.systems import repeat_structure  # noqa: E402
 CASES = {
     # name: (model, data file, frame, [(sizes, dtypes, threads, rounds)])
     "go": ("go_mace_tutorial/GO_10pct_MACE_swa.model", "go_mace_tutorial/test-10.xyz", 0,
-           [((168,), ("float32", "float64"), (1, 2), 3), ((1000,), ("float32", "float64"), (2,), 2),
+           [((168,), ("float32", "float64"), (1, 2), 2), ((1000,), ("float32", "float64"), (2,), 1),
             ((5000,), ("float32",), (2,), 1)]),
     "gst": ("gst_mace_pr325/mace_swa.model", "gst_mace_pr325/validate.xyz", 0,
-            [((81, 648), ("float32", "float64"), (2,), 2)]),
+            [((81, 648), ("float32", "float64"), (2,), 1)]),
     "solvent": ("mace_solvent_xtb_tutorial/mace01_swa.model",
                 "solvent_xtb_tutorial/solvent_xtb_test.xyz", 199,
-                [((87,), ("float32", "float64"), (2,), 2)]),
+                [((87,), ("float32", "float64"), (2,), 1)]),
 }  # fmt: skip
 ENGINES = ("baseline", "exact", "tabulated", "symmetrix", "mace-torch")
 
@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--baseline-label", default="main@1d92d09")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--engines", default=",".join(ENGINES))
-    parser.add_argument("--repeats", type=int, default=7, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--name", default="runtime", help="results/NAME_cpu_DATE.json")
     args = parser.parse_args()
@@ -100,6 +100,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
+        # Workers run ``python -m``, which puts the working folder first on sys.path: run them
+        # from an empty folder, so the baseline's PYTHONPATH (not this checkout) is what imports.
+        os.chdir(tmp)
         for case in args.cases.split(","):
             model_file, data_file, frame, plans = CASES[case]
             model = data / "models" / model_file

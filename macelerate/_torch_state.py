@@ -42,3 +42,16 @@ def matmul_precision(precision: str) -> Iterator[None]:
         yield
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+@contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` torch CPU threads (``None``: unchanged), restoring the
+    previous count on exit; yields the count in use."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)

@@ -10,12 +10,13 @@ import pytest
 
 PACKAGES = (
     "macelerate", "macelerate.bench", "macelerate.checks", "macelerate.cli",
-    "macelerate.compress", "macelerate.data", "macelerate.demo", "macelerate.graph",
-    "macelerate.mace", "macelerate.models", "macelerate.precision", "macelerate.report",
-    "macelerate.train",
+    "macelerate.compress", "macelerate.data", "macelerate.demo", "macelerate.export",
+    "macelerate.graph", "macelerate.mace", "macelerate.models", "macelerate.pipeline",
+    "macelerate.precision", "macelerate.report", "macelerate.train",
 )  # fmt: skip
-LAZY = ("macelerate", "macelerate.bench", "macelerate.cli", "macelerate.demo", "macelerate.mace",
-        "macelerate.models", "macelerate.train")  # fmt: skip
+LAZY = ("macelerate", "macelerate.bench", "macelerate.cli", "macelerate.demo",
+        "macelerate.export", "macelerate.mace", "macelerate.models", "macelerate.pipeline",
+        "macelerate.train")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -20,7 +20,8 @@ MIB = 2**20
 
 
 _OUT_OF_MEMORY = re.compile(
-    r"out of memory|can(?:no|')t allocate memory|bad_alloc|MemoryError|failed to map segment",
+    r"out of memory|can(?:no|')t allocate memory|bad_alloc|MemoryError|failed to map segment"
+    r"|malloc failed",  # OpenBLAS: "malloc failed in gemm_driver"
     re.IGNORECASE,
 )
 _STATUS = Path("/proc/self/status")

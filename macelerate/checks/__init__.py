@@ -1,5 +1,10 @@
 """Physical checks of a Potential: symmetry, equigrad, finite differences, NVE drift, smoothness.
 
+:func:`check_potential` checks the contract of a Potential and its Calculator (batched equals
+single, inputs unchanged, Calculator equals model, output shapes, forces = -∇E, invariances);
+the part the physical checks do not cover also runs in :func:`run_checks` with
+``CheckConfig(conformance=True)`` (on in ``macelerate check``).
+
 Each check is a function that returns a frozen dataclass of numbers with a ``verdicts(tolerances)``
 method; :func:`run_checks` runs them all on one structure and judges every number against the
 limits of the model's precision tier (:mod:`macelerate.checks.thresholds`; ``macelerate check``
@@ -11,6 +16,12 @@ re-export could not tell apart.
 
 from __future__ import annotations
 
+from macelerate.checks.conformance import (
+    ConformanceConfig,
+    ConformanceReport,
+    check_potential,
+    default_structures,
+)
 from macelerate.checks.equigrad import (
     EquigradResult,
     check_equigrad,
@@ -37,6 +48,8 @@ __all__ = [
     "TOLERANCES",
     "CheckConfig",
     "CheckReport",
+    "ConformanceConfig",
+    "ConformanceReport",
     "EquigradResult",
     "GradientResult",
     "NVEResult",
@@ -48,9 +61,11 @@ __all__ = [
     "check_equigrad",
     "check_gradients",
     "check_nve",
+    "check_potential",
     "check_smoothness",
     "check_symmetry",
     "default_structure",
+    "default_structures",
     "energy_fluctuation",
     "equigrad",
     "equigrad_norm",

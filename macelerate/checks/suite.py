@@ -1,4 +1,10 @@
-"""Run every physical check on one structure and collect the numbers in one report."""
+"""Run every physical check on one structure and collect the numbers in one report.
+
+With ``CheckConfig.conformance`` (on in ``macelerate check``) the report also holds the
+conformance checks that the physical ones do not already cover
+(:mod:`macelerate.checks.conformance`: batched equals single, inputs unchanged, Calculator equals
+model, output shapes and dtypes), run on the structure plus two built-in ones.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,12 @@ from ase.data import covalent_radii
 from tqdm import tqdm
 
 from macelerate._dtypes import dtype_name
+from macelerate.checks.conformance import (
+    ConformanceConfig,
+    ConformanceReport,
+    check_potential,
+    default_structures,
+)
 from macelerate.checks.equigrad import EquigradResult, check_equigrad
 from macelerate.checks.gradients import GradientResult, check_gradients
 from macelerate.checks.nve import NVEResult, check_nve
@@ -36,6 +48,8 @@ class CheckConfig:
         smoothness_points: structures along the smoothness path.
         smoothness_span: length of the smoothness path in Å.
         seed: random seed of every check.
+        conformance: also run the conformance checks not covered above (about ten model calls
+            on small structures; ``macelerate check`` turns it on unless ``--no-conformance``).
     """
 
     n_rotations: int = 3
@@ -47,6 +61,7 @@ class CheckConfig:
     smoothness_points: int = 101
     smoothness_span: float = 0.2
     seed: int = 0
+    conformance: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,8 @@ class CheckReport:
     """Results of every check on one structure (each field documents its units).
 
     ``verdicts`` judge the numbers against ``tolerances`` (chosen for the model's precision
-    tier); ``passed`` is true when every verdict passed.
+    tier); ``passed`` is true when every verdict passed. ``conformance`` is None when
+    ``config.conformance`` is off; its verdicts are part of ``verdicts``.
     """
 
     structure: str
@@ -70,6 +86,7 @@ class CheckReport:
     config: CheckConfig = field(default_factory=CheckConfig)
     tolerances: Tolerances = TOLERANCES["float64"]
     verdicts: tuple[Verdict, ...] = ()
+    conformance: ConformanceReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -83,7 +100,13 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (with ``symmetry.max_relative`` and the overall ``passed``)."""
-        return {**asdict(self), "symmetry": self.symmetry.to_dict(), "passed": self.passed}
+        conformance = None if self.conformance is None else self.conformance.to_dict()
+        return {
+            **asdict(self),
+            "symmetry": self.symmetry.to_dict(),
+            "conformance": conformance,
+            "passed": self.passed,
+        }
 
     def verdict(self, check: str, quantity: str) -> Verdict | None:
         """The verdict of one row of :meth:`rows`, or None if that number is not judged."""
@@ -122,6 +145,8 @@ class CheckReport:
             ("smoothness", "energy jump / median", self.smoothness.energy_ratio, ""),
             ("smoothness", "force jump / median", self.smoothness.force_ratio, ""),
         ]
+        if self.conformance is not None:
+            rows += self.conformance.rows()
         return [
             (check, name, value, unit) for check, name, value, unit in rows if value is not None
         ]
@@ -183,7 +208,8 @@ def run_checks(
     config = config or CheckConfig()
     tolerances = tolerances or tolerances_for(potential)
     run_nve = config.nve_steps > 0 and len(atoms) > 1
-    bar = tqdm(total=4 + run_nve, disable=not progress, desc="checks", unit="check")
+    later = [*["conformance"] * config.conformance, *["NVE"] * run_nve, "done"]  # after smoothness
+    bar = tqdm(total=3 + len(later), disable=not progress, desc="checks", unit="check")
     start = time.perf_counter()
     with bar:
         bar.set_postfix_str("symmetry")
@@ -201,7 +227,11 @@ def run_checks(
         smoothness = check_smoothness(
             potential, atoms, n_points=config.smoothness_points, span=config.smoothness_span
         )
-        _advance(bar, "NVE" if run_nve else "done")
+        _advance(bar, later[0])
+        conformance = None
+        if config.conformance:
+            conformance = _conformance(potential, atoms, config, tolerances)
+            _advance(bar, later[1])
         nve = None
         if run_nve:
             nve = check_nve(
@@ -212,6 +242,7 @@ def run_checks(
     results = (symmetry, equigrad, gradients, nve, smoothness)
     verdicts = tuple(v for result in results if result is not None
                      for v in result.verdicts(tolerances))  # fmt: skip
+    verdicts += conformance.verdicts if conformance is not None else ()
     return CheckReport(
         structure=structure,
         n_atoms=len(atoms),
@@ -226,4 +257,14 @@ def run_checks(
         config=config,
         tolerances=tolerances,
         verdicts=verdicts,
+        conformance=conformance,
     )
+
+
+def _conformance(
+    potential: Potential, atoms: Atoms, config: CheckConfig, tolerances: Tolerances
+) -> ConformanceReport:
+    """Conformance on ``atoms`` plus two built-in structures, without the checks run above."""
+    others = default_structures(potential.atomic_numbers, seed=config.seed)[1:]
+    settings = ConformanceConfig(finite_differences=False, symmetry=False, seed=config.seed)
+    return check_potential(potential, [atoms, *others], config=settings, tolerances=tolerances)

@@ -12,10 +12,12 @@ from macelerate._version import __version__
 from macelerate.cli import (
     bench,
     check,
+    compress,
     convert,
     demo,
     distill,
     evaluate,
+    export,
     info,
     md,
     prune,
@@ -24,7 +26,10 @@ from macelerate.cli import (
 )
 from macelerate.errors import MacelerateError
 
-SUBCOMMANDS = (info, evaluate, check, md, convert, demo, report, bench, train, distill, prune)
+SUBCOMMANDS = (
+    info, evaluate, check, md, convert, export, demo, report, bench, train, distill, prune,
+    compress,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

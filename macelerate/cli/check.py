@@ -1,4 +1,4 @@
-"""``macelerate check MODEL``: symmetry, equigrad, finite-difference, NVE and smoothness checks."""
+"""``macelerate check MODEL``: the physical checks and the conformance rows, each PASS or FAIL."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ FAILED = 1
 EPILOG = f"""\
 Every judged number gets a limit suited to the model's arithmetic (float64, float32 or half
 precision; see macelerate/checks/thresholds.py) and a PASS or FAIL; NaN or inf always fails.
+The conformance rows (batch, calculator, inputs, outputs) run the model on the structure and two
+built-in ones: batched equals single, inputs unchanged, Calculator equals model, output shapes.
 
 exit status:
   0  every check passed
@@ -33,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(
         subparsers,
         "check",
-        help="physical checks: equivariance, equigrad, gradients, NVE drift, smoothness",
+        help="physical checks: equivariance, equigrad, gradients, NVE drift, smoothness, "
+        "conformance",
         epilog=EPILOG,
     )
     add_model_options(parser)
@@ -50,6 +53,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nve-timestep", type=float, default=0.5, help="NVE time step, fs")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the structure, rotations and velocities"
+    )
+    parser.add_argument(
+        "--conformance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="conformance rows: batched equals single, inputs unchanged, Calculator equals "
+        "model, output shapes and dtypes (a few model calls)",
     )
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report as JSON")
     add_progress_option(parser)
@@ -96,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         name = f"file:{args.structure}"
     config = CheckConfig(
-        nve_steps=args.nve_steps, nve_timestep_fs=args.nve_timestep, seed=args.seed
+        nve_steps=args.nve_steps,
+        nve_timestep_fs=args.nve_timestep,
+        seed=args.seed,
+        conformance=args.conformance,
     )
     report = run_checks(
         potential, atoms, config=config, structure=name, progress=not args.no_progress

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from macelerate.data.selection import parse_data_path
     from macelerate.models.checkpoint import file_sha256, make_provenance
     from macelerate.models.loading import load
-    from macelerate.models.student import save_student
+    from macelerate.models.saving import save_model
+    from macelerate.records import TransformRecord
     from macelerate.train.distill import distill, student_config_for
     from macelerate.train.loop import check_state_file
     from macelerate.train.losses import LossWeights
@@ -117,14 +118,15 @@ def run(args: argparse.Namespace) -> int:
         teacher, structures, student=student_config, config=config, val_structures=val,
         keys=keys, seed=args.seed,
     )  # fmt: skip
-    entry = {
-        "transform": "distill", "teacher": args.teacher, "data": args.data,
-        "data_sha256": file_sha256(parse_data_path(args.data)[0]), "steps": report.steps,
-        "config": {k: v for k, v in config.to_dict().items() if k != "progress"},
-        "final": report.final_validation,
-    }  # fmt: skip
+    record = TransformRecord(
+        "distill", True,
+        {"teacher": args.teacher, "data": args.data,
+         "config": {k: v for k, v in config.to_dict().items() if k != "progress"}},
+        {"data_sha256": file_sha256(parse_data_path(args.data)[0]), "steps": report.steps,
+         "final": report.final_validation},
+    )  # fmt: skip
     require_finite_model(student, out=args.out)
-    save_student(args.out, student, make_provenance(args.teacher), transforms_applied=[entry])
+    save_model(args.out, student, provenance=make_provenance(args.teacher), transforms=[record])
     print(f"student: {sum(p.numel() for p in student.parameters())} parameters, "
           f"{report.steps} steps ({report.seconds_per_step:.2f} s/step)")  # fmt: skip
     if report.skipped_batches:

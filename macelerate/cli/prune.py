@@ -158,9 +158,10 @@ def run(args: argparse.Namespace) -> int:
     from macelerate.atomic_io import write_atomically
     from macelerate.compress import prune, recovery_record
     from macelerate.data.labels import LabelKeys, read_structures
-    from macelerate.mace.config import describe_mace_model
-    from macelerate.models.checkpoint import make_provenance, save_checkpoint
+    from macelerate.models.checkpoint import make_provenance
     from macelerate.models.loading import read_model_file
+    from macelerate.models.saving import save_model
+    from macelerate.records import TransformRecord
 
     original, source = read_model_file(args.model)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
@@ -179,17 +180,17 @@ def run(args: argparse.Namespace) -> int:
         summary["ms_per_step_float32"] = {
             "original": _ms_per_step(original, test[0]), "pruned": _ms_per_step(pruned, test[0])
         }  # fmt: skip
-    transforms = [*source.transforms_applied, report.to_record()]
+    transforms: list[TransformRecord | dict[str, Any]] = [
+        *source.transforms_applied,
+        report.to_record(),
+    ]
     if args.finetune:
         pruned, train_report = _recover(pruned, original, args, keys)
         summary["recovery"] = {"steps": train_report.steps, "history": train_report.history}
         transforms.append(recovery_record(data=args.finetune, steps=train_report.steps))
         if test:
             summary["recovered_test"] = _accuracy(pruned, test, keys)
-    save_checkpoint(
-        args.out, model_config=describe_mace_model(pruned), state_dict=pruned.state_dict(),
-        provenance=make_provenance(args.model), transforms_applied=transforms,
-    )  # fmt: skip
+    save_model(args.out, pruned, provenance=make_provenance(args.model), transforms=transforms)
     if args.mace_model:
         import torch
 

@@ -164,9 +164,10 @@ def model_argument(args: argparse.Namespace) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from macelerate.data.labels import LabelKeys, read_structures
-    from macelerate.mace.config import describe_mace_model
-    from macelerate.models.checkpoint import file_sha256, make_provenance, save_checkpoint
+    from macelerate.models.checkpoint import file_sha256, make_provenance
     from macelerate.models.loading import load
+    from macelerate.models.saving import save_model
+    from macelerate.records import TransformRecord
     from macelerate.train.loop import check_state_file, train
     from macelerate.train.losses import LossWeights
 
@@ -185,25 +186,23 @@ def run_train(args: argparse.Namespace) -> int:
     trained, report = train(
         model, structures, config=config, val_structures=val, keys=keys, teacher=teacher
     )
-    entry = {
-        "transform": "train",
+    options = {
         "data": args.data,
-        "data_sha256": file_sha256(_file_of(args.data)),
         "val": args.val,
         "teacher": args.teacher,
         "keys": {"energy": keys.energy, "forces": keys.forces, "stress": keys.stress},
         "config": {k: v for k, v in config.to_dict().items() if k not in ("progress",)},
+    }
+    summary = {
+        "data_sha256": file_sha256(_file_of(args.data)),
         "steps": report.steps,
         "final": report.final_validation,
     }
     require_finite_model(trained, out=args.out)
-    save_checkpoint(
-        args.out,
-        model_config=describe_mace_model(trained),
-        state_dict=trained.state_dict(),
-        provenance=make_provenance(model_path, started_from=source.kind),
-        transforms_applied=[*source.transforms_applied, entry],
-    )
+    save_model(
+        args.out, trained, provenance=make_provenance(model_path, started_from=source.kind),
+        transforms=[*source.transforms_applied, TransformRecord("train", True, options, summary)],
+    )  # fmt: skip
     _print_summary(report, args.out, ema=config.ema_decay is not None)
     if args.json:
         write_json(args.json, report.to_dict())
@@ -227,8 +226,13 @@ def _print_summary(report: Any, out: str, *, ema: bool) -> None:
         print(f"skipped {report.skipped_batches} batches with a NaN/inf loss or gradient")
     line = validation_line(report, ema=ema)
     print(line or "no validation data (pass --val FILE or --val-fraction > 0)")
-    if report.stopped_at_max_steps:
-        print("stopped at --max-steps; continue with --resume --checkpoint STATE")
+    stops = {
+        "max_steps": "stopped at --max-steps; continue with --resume --checkpoint STATE",
+        "max_seconds": "stopped at --max-minutes; continue with --resume --checkpoint STATE",
+        "early_stop": "stopped early: the validation loss stalled for --early-stop-patience epochs",
+    }
+    if report.stop_reason in stops:
+        print(stops[report.stop_reason])
     print(f"wrote {out}")
 
 

@@ -86,6 +86,19 @@ def add_fit_options(group: Any, *, batch_size: int, dtype: str) -> None:
         default=None,
         help="stop after this many steps in total (resumable); default: all epochs",
     )
+    add(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop after this many minutes of training steps (state written; resumable)",
+    )
+    add(
+        "--early-stop-patience",
+        type=int,
+        default=None,
+        metavar="EPOCHS",
+        help="stop when the validation loss has not improved for this many epochs",
+    )
     add("--checkpoint", default=None, metavar="STATE",
         help="training-state file, written every epoch and at --max-steps; must not exist "
         "unless --resume")  # fmt: skip
@@ -115,7 +128,9 @@ def fit_config(args: argparse.Namespace, *, loss: Any, **extra: Any) -> Any:
         loss=loss, val_fraction=args.val_fraction, max_bad_batches=args.max_bad_batches,
         seed=args.seed, device=args.device, dtype=args.dtype, max_steps=args.max_steps,
         checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, progress=not args.no_progress, **extra,
+        resume=args.resume, progress=not args.no_progress,
+        max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+        early_stop_patience=args.early_stop_patience, **extra,
     )  # fmt: skip
 
 

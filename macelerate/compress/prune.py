@@ -38,9 +38,7 @@ from macelerate.compress.transfer import transfer_weights
 from macelerate.data.labels import LabelKeys
 from macelerate.mace.config import build_mace_model, describe_mace_model
 from macelerate.mace.irreps import irreps_entries, irreps_string
-
-TRANSFORM_KEY = "transform"
-"""Key naming the transform in a ``transforms_applied`` entry (:meth:`PruneReport.to_record`)."""
+from macelerate.records import TransformRecord
 
 
 @dataclass(frozen=True)
@@ -65,19 +63,21 @@ class PruneReport:
         out["removed"] = list(self.removed)
         return out
 
-    def to_record(self) -> dict[str, Any]:
-        """The entry a checkpoint's ``transforms_applied`` list gets for this pruning."""
-        return {TRANSFORM_KEY: "prune", **self.to_dict()}
+    def to_record(self) -> TransformRecord:
+        """The record a checkpoint's ``transforms_applied`` list gets for this pruning."""
+        options = {key: self.plan.get(key) for key in ("channels", "max_L", "max_ell")}
+        return TransformRecord("prune", True, {**options, "importance": self.importance},
+                               self.to_dict())  # fmt: skip
 
 
-def recovery_record(*, data: str, steps: int) -> dict[str, Any]:
-    """The ``transforms_applied`` entry of recovery fine-tuning after pruning.
+def recovery_record(*, data: str, steps: int) -> TransformRecord:
+    """The record of recovery fine-tuning after pruning.
 
     Args:
         data: the fine-tuning data file.
         steps: optimisation steps taken.
     """
-    return {TRANSFORM_KEY: "recovery", "data": data, "steps": steps}
+    return TransformRecord("recovery", True, {"data": data}, {"steps": steps})
 
 
 def pruned_config(config: dict[str, Any], plan: PrunePlan) -> dict[str, Any]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from macelerate.models.info import describe
     from macelerate.models.loading import load, read_model_file
     from macelerate.models.potential import ModelSource, Potential, Prediction
+    from macelerate.models.saving import save_model
     from macelerate.models.student import (
         Student,
         StudentConfig,
@@ -41,6 +42,7 @@ _EXPORTS = {
     "describe": "macelerate.models.info",
     "make_provenance": "macelerate.models.checkpoint",
     "save_checkpoint": "macelerate.models.checkpoint",
+    "save_model": "macelerate.models.saving",
     "Student": "macelerate.models.student",
     "StudentConfig": "macelerate.models.student",
     "StudentError": "macelerate.models.student",
@@ -65,6 +67,7 @@ __all__ = [
     "make_provenance",
     "read_model_file",
     "save_checkpoint",
+    "save_model",
     "save_student",
 ]
 

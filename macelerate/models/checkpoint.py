@@ -7,7 +7,8 @@ Layout (a ``torch.save`` of plain data, never of modules)::
       "format_version": 1,
       "model_config": {...},          # macelerate.mace.config.describe_mace_model output
       "state_dict": {...},            # tensors
-      "transforms_applied": [...],    # e.g. [{"name": "prune", ...}]; [] for a plain conversion
+      "transforms_applied": [...],    # TransformRecord.to_dict(): {"name": "prune", "persistent",
+                                      # "options", "summary"}; [] for a plain conversion
       "provenance": {...},            # source file, its sha256, versions, date
     }
 

@@ -35,7 +35,7 @@ from macelerate.runtime.allocator import heap_mode_for, release_heap_after
 
 if TYPE_CHECKING:
     from macelerate.precision.policy import PrecisionPolicy
-    from macelerate.transforms.record import TransformRecord
+    from macelerate.records import TransformRecord
 
 
 @dataclass(frozen=True)

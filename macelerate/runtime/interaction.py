@@ -25,6 +25,8 @@ import torch
 from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
 
+MAX_PADDING = 1.25
+"""Slots per edge above which a graph runs mace-torch's block forward instead (see below)."""
 SLOT_BLOCKS = INTERACTION_CLASSES
 """Blocks whose forward :func:`slot_forward` reproduces; those in
 :data:`~macelerate.mace.contract.SELECTOR_INTERACTION_CLASSES` apply ``skip_tp`` after ``linear``
@@ -45,9 +47,19 @@ def slot_forward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``block.forward`` with the per-edge work in the slot layout (same inputs and outputs).
 
-    LAMMPS ghost-atom runs and graphs without edges go to mace-torch's own forward.
+    LAMMPS ghost-atom runs, graphs without edges, and graphs whose slot layout is mostly padding
+    (uneven neighbour counts, as in molecular clusters: more than :data:`MAX_PADDING` slots per
+    edge, where running the radial MLP on the padded slots would cost more than the copy it
+    saves) go to mace-torch's own forward, which still uses the fused convolution.
     """
-    if lammps_class is not None or edge_index.shape[1] == 0:
+    fused_conv: Any = getattr(block.conv_tp, "module", block.conv_tp)
+    n_edges = edge_index.shape[1]
+    layout = fused_conv.layout_cache.get(edge_index, node_feats.shape[0]) if n_edges > 0 else None
+    if (
+        lammps_class is not None
+        or layout is None
+        or layout.n_nodes * layout.k > MAX_PADDING * n_edges
+    ):
         return type(block).forward(
             block, node_attrs, node_feats, edge_attrs, edge_feats, edge_index, cutoff=cutoff,
             lammps_class=lammps_class, lammps_natoms=lammps_natoms, first_layer=first_layer,
@@ -55,8 +67,6 @@ def slot_forward(
     residual = type(block).__name__ not in SELECTOR_INTERACTION_CLASSES
     sc = block.skip_tp(node_feats, node_attrs) if residual else None
     node_feats = block.linear_up(node_feats)
-    fused: FusedEdgeTensorProduct = getattr(block.conv_tp, "module", block.conv_tp)  # island?
-    layout = fused.layout_cache.get(edge_index, node_feats.shape[0])
     n, k = layout.n_nodes, layout.k
     weights = block.conv_tp_weights(layout.gather(edge_feats, zero_padding=True).view(n * k, -1))
     if cutoff is not None:

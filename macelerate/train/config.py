@@ -46,6 +46,11 @@ class TrainConfig:
             the structures need the labels named by ``keys``.
         teacher_hessian_rows: atoms per structure whose Hessian rows the teacher labels.
         frozen: parameter-name prefixes that are not trained.
+        max_seconds: stop after this many seconds of optimisation steps in this call (the
+            state is written; ``None``: no time limit). Set the schedule's length to what fits.
+        early_stop_patience: stop when the validation loss has not improved for this many
+            epochs (``None``: never stop early). The returned model is the last one, not the
+            best; with an EMA the two rarely differ much.
         max_bad_batches: a batch whose loss or gradient is NaN/inf is skipped (no optimiser or
             EMA update) and counted; the run stops with :class:`TrainingDivergedError` when this
             many batches were skipped, and writes nothing with non-finite weights.
@@ -76,6 +81,8 @@ class TrainConfig:
     teacher_hessian_rows: int = 0
     frozen: tuple[str, ...] = ()
     max_bad_batches: int = 10
+    max_seconds: float | None = None
+    early_stop_patience: int | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -146,6 +153,10 @@ def _rules(c: TrainConfig) -> list[tuple[str, str, str, bool]]:
         ("teacher_hessian_rows", "--hessian-rows", "an integer >= 0",
          whole(c.teacher_hessian_rows, 0)),
         ("max_bad_batches", "--max-bad-batches", "an integer >= 1", whole(c.max_bad_batches, 1)),
+        ("max_seconds", "--max-minutes (x 60)", "a finite number > 0 or None",
+         c.max_seconds is None or (_finite(c.max_seconds, 0.0) and c.max_seconds > 0)),
+        ("early_stop_patience", "--early-stop-patience", "an integer >= 1 or None",
+         c.early_stop_patience is None or whole(c.early_stop_patience, 1)),
     ]  # fmt: skip
 
 
@@ -166,6 +177,8 @@ class TrainReport:
         seconds_per_step: mean wall time of the optimisation steps of this call.
         resumed_from_step: step of the state file resumed from (``None``: fresh run).
         stopped_at_max_steps: the run stopped at ``max_steps`` before the last epoch ended.
+        stop_reason: ``"completed"`` (last epoch), ``"max_steps"``, ``"max_seconds"`` or
+            ``"early_stop"`` (validation loss stalled for ``early_stop_patience`` epochs).
         export_max_energy_diff, export_max_force_diff: largest |ΔE| (eV) and |ΔF| (eV/Å) between
             the exported unfused model and the trained copy on one batch.
         skipped_batches: batches skipped for a NaN/inf loss or gradient (counted in ``steps``).
@@ -189,6 +202,7 @@ class TrainReport:
     export_max_force_diff: float
     skipped_batches: int = 0
     final_validation: dict[str, Any] | None = None
+    stop_reason: str = "completed"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -247,11 +247,12 @@ def train(
         seconds=time.perf_counter() - started,
         seconds_per_step=run.step_seconds / max(run.steps_run, 1),
         resumed_from_step=resumed_from,
-        stopped_at_max_steps=stopped,
+        stopped_at_max_steps=stopped and run.stop_reason == "max_steps",
         export_max_energy_diff=energy_diff,
         export_max_force_diff=force_diff,
         skipped_batches=run.bad_batches,
         final_validation=final_validation(run, exported, val_data),
+        stop_reason=run.stop_reason,
     )
     _require_finite_validation(report.final_validation)
     return exported, report

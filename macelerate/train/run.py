@@ -30,6 +30,9 @@ from macelerate.train.schedule import CosineSchedule
 from macelerate.train.state import data_fingerprint, save_train_state
 from macelerate.train.steps import batch_loss, validate
 
+MIN_IMPROVEMENT = 1e-3
+"""Relative decrease of the validation loss that counts as an improvement for early stopping."""
+
 
 def _plateau(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -81,6 +84,7 @@ class TrainingRun:
         if val_data is not None:
             self.fingerprint += "+" + data_fingerprint(val_data)
         self.step_seconds, self.steps_run = 0.0, 0
+        self.stop_reason = "completed"
         self._apply_lr()
 
     @property
@@ -228,8 +232,19 @@ class TrainingRun:
                 lr=self.lr, state_path=self.config.checkpoint_path,
             )  # fmt: skip
 
+    def stalled(self) -> bool:
+        """Whether the validation loss has not improved (by ``MIN_IMPROVEMENT``, relative) for
+        ``early_stop_patience`` epochs."""
+        patience = self.config.early_stop_patience
+        losses = [r["val_loss"] for r in self.history if r.get("val_loss") is not None]
+        if patience is None or len(losses) <= patience:
+            return False
+        return min(losses[-patience:]) >= (1.0 - MIN_IMPROVEMENT) * min(losses[:-patience])
+
     def run(self) -> bool:
-        """Train until the last epoch or ``max_steps``; True if stopped by ``max_steps``.
+        """Train until the last epoch, ``max_steps``, ``max_seconds`` or a stalled validation.
+
+        Returns True if stopped before the last epoch; :attr:`stop_reason` says why.
 
         Raises:
             TrainingDivergedError: ``max_bad_batches`` batches were skipped, or a state to write
@@ -243,8 +258,15 @@ class TrainingRun:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not show, unit="step",
                    desc="train")  # fmt: skip
         orders: dict[int, list[int]] = {}
+        started = time.perf_counter()
+        self.stop_reason = "completed"
         with bar:
             while self.step < limit:
+                if config.max_seconds is not None and (
+                    time.perf_counter() - started >= config.max_seconds
+                ):
+                    self.stop_reason = "max_seconds"
+                    break
                 epoch, position = divmod(self.step, self.steps_per_epoch)
                 if epoch not in orders:
                     orders[epoch] = self.epoch_order(epoch)
@@ -261,9 +283,14 @@ class TrainingRun:
                     if show:
                         bar.write(epoch_line(record))
                     self.save()
+                    if self.stalled():
+                        self.stop_reason = "early_stop"
+                        break
                 elif config.checkpoint_every and self.step % config.checkpoint_every == 0:
                     self.save()
         stopped = self.step < self.total_steps
+        if stopped and self.stop_reason == "completed":
+            self.stop_reason = "max_steps"
         if stopped:
             self.save()
         return stopped

@@ -39,7 +39,7 @@ STATE_VERSION = 1
 RESUMABLE_CHANGES = frozenset(
     {
         "epochs", "max_steps", "resume", "progress", "checkpoint_path", "checkpoint_every",
-        "device", "max_bad_batches",
+        "device", "max_bad_batches", "max_seconds", "early_stop_patience",
     }
 )  # fmt: skip
 """TrainConfig fields that may differ between a run and its resumption."""

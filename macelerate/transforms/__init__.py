@@ -13,9 +13,9 @@ Persistent transforms (pruning, training, distillation) live in :mod:`macelerate
 :mod:`macelerate.train`; every transform is recorded as a :class:`TransformRecord`.
 """
 
+from macelerate.records import TransformRecord
 from macelerate.transforms.fuse import fuse
 from macelerate.transforms.precision import PrecisionReport, apply_precision
-from macelerate.transforms.record import TransformRecord
 from macelerate.transforms.tabulate import TabulationReport, tabulate_radial
 
 __all__ = [

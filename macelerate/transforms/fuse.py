@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from macelerate.records import TransformRecord
 from macelerate.runtime.accelerate import RuntimeOptions, RuntimeReport, accelerate_in_place
-from macelerate.transforms.record import TransformRecord
 
 if TYPE_CHECKING:
     from macelerate.models.potential import Potential

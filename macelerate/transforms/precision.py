@@ -25,7 +25,7 @@ from macelerate.precision.apply import (
 )
 from macelerate.precision.islands import PrecisionIsland
 from macelerate.precision.policy import PrecisionPolicy, resolve_policy
-from macelerate.transforms.record import TransformRecord
+from macelerate.records import TransformRecord
 
 if TYPE_CHECKING:
     from macelerate.models.potential import Potential

@@ -20,12 +20,12 @@ from ase import Atoms
 
 from macelerate._mace import model_construction
 from macelerate.mace.contract import RADIAL_EMBEDDING_CLASS
+from macelerate.records import TransformRecord
 from macelerate.runtime.tabulated_radial import (
     EdgeFeatures,
     LengthRadialEmbedding,
     TabulatedRadialMLP,
 )
-from macelerate.transforms.record import TransformRecord
 
 if TYPE_CHECKING:
     from macelerate.models.potential import Potential

@@ -77,3 +77,16 @@ def test_bad_input_is_one_clear_error(tiny_model_file, ethanol, tmp_path, capsys
     assert "['Au'], which model" in capsys.readouterr().err
     assert main(["bench", str(tiny_model_file), "--atoms", "64,many"]) == 2
     assert "--atoms takes comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_reference_engine_that_cannot_run_is_an_error_row(tiny_model_file, tmp_path):
+    """Symmetrix-XL is optional: not installed (CI), or refusing the tiny model (its converter
+    supports l_max 3 only), the row is an error with the reason, and the run goes on."""
+    out = tmp_path / "peers.json"
+    args = ["bench", str(tiny_model_file), "--atoms", "8", "--repeats", "1", "--warmup", "0",
+            "--reference", "symmetrix", "--threads", "1", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    macelerate, symmetrix = json.loads(out.read_text())["results"]
+    assert macelerate["status"] == "ok" and symmetrix["engine"] == "symmetrix"
+    assert symmetrix["status"] == "error" and symmetrix["error"]
+    assert json.loads(out.read_text())["settings"]["references"] == ["symmetrix"]

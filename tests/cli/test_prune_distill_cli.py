@@ -50,7 +50,7 @@ def test_prune_with_recovery_writes_a_smaller_plain_mace_model(tmp_path, ethanol
     assert summary["original_test"]["force_rmse"] < 1e-3  # labels are its own (text precision)
     assert summary["recovery"]["steps"] == 2 and "recovered_test" in summary
     pruned = load(out, allow_pickle=False)
-    assert pruned.source.transforms_applied[-1]["transform"] == "recovery"
+    assert pruned.source.transforms_applied[-1]["name"] == "recovery"
     from macelerate._mace import import_mace
 
     import_mace()
@@ -86,8 +86,9 @@ def test_prune_records_the_transform_and_shows_importance_progress(tmp_path, eth
     assert main(args) == 0
     assert "importance" in capsys.readouterr().err  # tqdm bar over the calibration frames
     record = load(out, allow_pickle=False).source.transforms_applied[-1]
-    assert record["transform"] == "prune" and record["plan"]["channels"] == 4
-    assert record["importance"] == "taylor (labels)"
+    assert record["name"] == "prune" and record["options"]["channels"] == 4
+    assert record["summary"]["plan"]["channels"] == 4
+    assert record["options"]["importance"] == "taylor (labels)"
 
 
 def test_distill_writes_a_student_the_calculator_runs(tmp_path, ethanol):
@@ -103,7 +104,7 @@ def test_distill_writes_a_student_the_calculator_runs(tmp_path, ethanol):
     assert main(args) == 0
     assert json.loads(report.read_text())["student"]["max_neighbors"] == 6
     student = load(out, allow_pickle=False)
-    assert student.source.transforms_applied[0]["transform"] == "distill"
+    assert student.source.transforms_applied[0]["name"] == "distill"
     from macelerate import Calculator
 
     ethanol.calc = Calculator(student)

@@ -63,8 +63,8 @@ def test_fine_tune_writes_a_checkpoint_and_resumes(labelled_file, tiny_model_fil
     assert summary["resumed_from_step"] == 1 and summary["steps"] == 2
     payload = torch.load(out, weights_only=True)
     entry = payload["transforms_applied"][-1]
-    assert entry["transform"] == "train" and entry["steps"] == 2
-    assert entry["config"]["lr"] == 1e-3 and len(entry["data_sha256"]) == 64
+    assert entry["name"] == "train" and entry["summary"]["steps"] == 2 and entry["persistent"]
+    assert entry["options"]["config"]["lr"] == 1e-3 and len(entry["summary"]["data_sha256"]) == 64
     tuned = load(out)
     original = load(tiny_model_file)
     atoms = read_structures(labelled_file)[0]

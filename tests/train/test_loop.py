@@ -258,3 +258,30 @@ def test_trains_a_student_with_smooth_cap_direct_forces_and_confidence(labelled)
     own = student.build_graph(labelled[0])
     assert torch.equal(data.graphs[0]["edge_index"], own["edge_index"])
     assert own["edge_index"].shape[1] < build_graph(labelled[0], cutoff=4.4)["edge_index"].shape[1]
+
+
+def test_a_time_budget_stops_after_the_first_step_and_is_resumable(student, labelled, tmp_path):
+    config = _resume_config(tmp_path, max_seconds=1e-9)
+    _, report = train(student, labelled[:6], config=config, val_structures=labelled[6:8])
+    # the budget is checked before each step, so the first step always runs
+    assert report.stop_reason == "max_seconds" and report.steps == 0
+    assert not report.stopped_at_max_steps
+    assert (tmp_path / "state.pt").is_file()
+    _, resumed = train(student, labelled[:6], config=_resume_config(tmp_path, resume=True),
+                       val_structures=labelled[6:8])  # fmt: skip
+    assert resumed.stop_reason == "completed" and resumed.steps == 6
+
+
+def test_early_stopping_stops_when_validation_stalls(student, labelled):
+    # lr 0 cannot improve the validation loss, so the run stops after patience + 1 epochs
+    config = TrainConfig(epochs=8, batch_size=3, lr=1e-12, early_stop_patience=2, **QUIET)
+    _, report = train(student, labelled[:6], config=config, val_structures=labelled[6:8])
+    assert report.stop_reason == "early_stop"
+    assert report.epochs_completed == 3 and len(report.history) == 3
+
+
+def test_time_and_patience_settings_are_checked():
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=-1.0)
+    with pytest.raises(ValueError, match="early_stop_patience"):
+        TrainConfig(early_stop_patience=0)

@@ -1,5 +1,8 @@
 """``TransformRecord``: one transform a model went through, as checkpoints store it.
 
+A plain dataclass with no dependencies, so every layer that transforms models (``compress``,
+``train``, ``transforms``) can return one and ``models`` can store it.
+
 Checkpoints keep the list in ``transforms_applied`` (see :mod:`macelerate.models.checkpoint`);
 a :class:`~macelerate.models.potential.Potential` keeps the runtime transforms applied to it in
 ``transforms``. Persistent transforms (pruning, training, distillation) change the weights on disk;

@@ -1,0 +1,68 @@
+"""A student's direct heads in a form TorchScript compiles, for metatomic exports.
+
+:class:`~macelerate.models.heads.DirectForceHead` and
+:class:`~macelerate.models.heads.DirectStressHead` are written for eager PyTorch (their scatter
+uses ``*shape`` unpacking, which TorchScript cannot size). The wrappers below hold the same
+submodules and buffers and redo the few tensor operations around them with fixed shapes. Every
+export checks them against the eager heads (:mod:`macelerate.export.verify`), so a change to
+the heads that is not mirrored here makes the export fail instead of drift.
+
+No ``from __future__ import annotations``: TorchScript reads these annotations.
+"""
+
+from typing import Any
+
+import torch
+
+from macelerate.models.heads import DirectForceHead, DirectStressHead
+
+
+class ScriptableForceHead(torch.nn.Module):
+    """:class:`DirectForceHead`'s forward: node features [n_atoms, D] -> forces [n_atoms, 3]."""
+
+    to_e3nn: torch.Tensor  # [3, 3] e3nn 1o order -> Cartesian
+
+    def __init__(self, head: DirectForceHead):
+        super().__init__()
+        self.linear_in = head.linear_in
+        self.gate = head.gate
+        self.linear_out = head.linear_out
+        to_e3nn: Any = head.to_e3nn  # a buffer (typed Tensor | Module through nn.Module)
+        self.register_buffer("to_e3nn", to_e3nn.clone())
+        self.remove_net_force = bool(head.remove_net_force)
+
+    def forward(self, node_feats: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+        vectors = self.linear_out(self.gate(self.linear_in(node_feats)))  # [n_atoms, 3], e3nn order
+        forces = vectors @ self.to_e3nn.to(vectors.dtype)
+        if self.remove_net_force:
+            counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
+            total = torch.zeros((n_graphs, 3), dtype=forces.dtype, device=forces.device)
+            mean = total.index_add(0, batch, forces) / counts[:, None]  # [n_graphs, 3]
+            forces = forces - mean[batch]
+        return forces
+
+
+class ScriptableStressHead(torch.nn.Module):
+    """:class:`DirectStressHead`'s forward: -> stress [n_graphs, 3, 3] eV/Å³ (0 without volume)."""
+
+    basis: torch.Tensor  # [6, 3, 3] 1x0e + 1x2e -> symmetric Cartesian
+
+    def __init__(self, head: DirectStressHead):
+        super().__init__()
+        self.linear = head.linear
+        self.pre = head.pre
+        self.square = head.square
+        basis: Any = head.basis  # a buffer
+        self.register_buffer("basis", basis.clone())
+
+    def forward(
+        self, node_feats: torch.Tensor, batch: torch.Tensor, cell: torch.Tensor, n_graphs: int
+    ) -> torch.Tensor:
+        hidden = self.pre(node_feats)
+        coefficients = self.linear(node_feats) + self.square(hidden, hidden)  # [n_atoms, 6]
+        per_atom = torch.einsum("nk,kij->nij", coefficients, self.basis.to(coefficients.dtype))
+        zeros = torch.zeros((n_graphs, 3, 3), dtype=per_atom.dtype, device=per_atom.device)
+        total = zeros.index_add(0, batch, per_atom)  # [n_graphs, 3, 3] eV
+        volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()  # [n_graphs]
+        safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
+        return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], zeros)

@@ -1,0 +1,241 @@
+"""``export_metatomic``: write a metatomic ``AtomisticModel`` (for LAMMPS, i-PI, ASE, ... through
+metatomic), checked with metatomic-ase against :class:`macelerate.Calculator` before it is moved
+into place.
+
+The exported module (:class:`~macelerate.export._metatomic_module.MaceMetatomicModule`) builds
+mace-torch's input from each metatomic ``System`` and its full neighbour list (cutoff ``r_max``)
+and returns the energy; the engine takes forces and stress by autograd. The model inside is the
+plain mace-torch model :func:`~macelerate.export.mace_file.plain_mace_module` gives (so anything a
+mace file cannot hold is refused here too), compiled with e3nn's TorchScript helper as mace-torch
+does for LAMMPS. Students with direct heads are exported with their backbone's energy plus
+``non_conservative_force`` (and ``non_conservative_stress``) outputs; engines use those only when
+asked (``MetatomicCalculator(non_conservative=True)``).
+
+Needs ``metatomic-torch`` and ``metatomic-ase`` (``pip install 'macelerate[test]'``, or the two
+packages).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from macelerate._mace import import_mace, model_construction
+from macelerate._version import __version__
+from macelerate.atomic_io import write_atomically
+from macelerate.export.mace_file import check_dtype, plain_mace_module
+from macelerate.export.report import Agreement, ExportError, ExportReport
+from macelerate.export.source import read_source
+from macelerate.export.verify import check_agreement, compare, probe_structures
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+INSTALL_HINT = "pip install metatomic-torch metatomic-ase"
+MACE_REFERENCES = {
+    "architecture": ["https://arxiv.org/abs/2206.07697"],
+    "implementation": ["https://github.com/ACEsuit/mace"],
+}
+
+
+def check_installed() -> None:
+    """Refuse with one message when metatomic-torch or metatomic-ase is missing.
+
+    Raises:
+        ExportError: naming the install command.
+    """
+    missing = [
+        name
+        for name, module in (
+            ("metatomic-torch", "metatomic.torch"),
+            ("metatomic-ase", "metatomic_ase"),
+        )
+        if importlib.util.find_spec(module.split(".")[0]) is None
+    ]
+    if missing:
+        raise ExportError(f"metatomic export needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` (owned) with its e3nn / mace-torch parts compiled to TorchScript."""
+    import_mace()
+    from e3nn.util import jit
+
+    with model_construction():
+        return jit.compile(module)
+
+
+def _parts(
+    source: torch.nn.Module, *, allow_uncapped: bool
+) -> tuple[torch.nn.Module, Any, Any, tuple[str, ...]]:
+    """(mace-torch model, force head, stress head, changes) to put into the export."""
+    from macelerate.models.student import Student
+
+    if not isinstance(source, Student) or (source.force_head, source.stress_head) == (None, None):
+        mace, changes = plain_mace_module(source, allow_uncapped=allow_uncapped)
+        return mace, None, None, changes
+    config = source.config
+    if config.smooth_cap or (config.max_neighbors is not None and not allow_uncapped):
+        fix = "" if config.smooth_cap else "; pass allow_uncapped=True (--allow-uncapped) to export"
+        raise ExportError(
+            f"this student has a {'smooth' if config.smooth_cap else 'hard'} neighbour cap of "
+            f"{config.max_neighbors}, which metatomic engines do not build{fix}"
+        )
+    notes = ["direct-head forces / stress are the non_conservative_force / _stress outputs"]
+    if source.confidence is not None:
+        notes.append("confidence head left out (it changes no energy or force)")
+    if config.max_neighbors is not None:
+        notes.append(f"neighbour cap of {config.max_neighbors} dropped")
+    return source.backbone, source.force_head, source.stress_head, tuple(notes)
+
+
+def build_atomistic_model(
+    mace: torch.nn.Module,
+    *,
+    dtype: torch.dtype,
+    force_head: Any = None,
+    stress_head: Any = None,
+    head: str | None = None,
+    name: str = "macelerate export",
+    changes: tuple[str, ...] = (),
+) -> Any:
+    """The metatomic ``AtomisticModel`` running copies of ``mace`` (and a student's heads).
+
+    Raises:
+        ExportError: an unknown ``head``.
+    """
+    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    from macelerate.export._metatomic_heads import ScriptableForceHead, ScriptableStressHead
+    from macelerate.export._metatomic_module import MaceMetatomicModule
+
+    heads = list(getattr(mace, "heads", None) or ["default"])
+    if head is not None and head not in heads:
+        raise ExportError(f"head {head!r} is not one of the model's heads {heads}")
+    described: Any = mace  # r_max, atomic_numbers: buffers; interactions: a ModuleList
+    atomic_numbers = [int(z) for z in described.atomic_numbers]
+    r_max = float(described.r_max)
+    n_layers = len(described.interactions)
+    module = MaceMetatomicModule(
+        _compiled(_cast_copy(mace, dtype)), atomic_numbers, r_max, heads.index(head or heads[0]),
+        force_head=None if force_head is None else _compiled(
+            ScriptableForceHead(_cast_copy(force_head, dtype))
+        ),
+        stress_head=None if stress_head is None else _compiled(
+            ScriptableStressHead(_cast_copy(stress_head, dtype))
+        ),
+    ).eval()  # fmt: skip
+    outputs = {"energy": ModelOutput(unit="eV", sample_kind="atom")}
+    if force_head is not None:
+        outputs["non_conservative_force"] = ModelOutput(unit="eV/Angstrom", sample_kind="atom")
+    if stress_head is not None:
+        outputs["non_conservative_stress"] = ModelOutput(unit="eV/Angstrom^3", sample_kind="system")
+    capabilities = ModelCapabilities(
+        outputs=outputs,
+        atomic_types=atomic_numbers,
+        interaction_range=n_layers * r_max,  # message passing: each layer reaches r_max further
+        length_unit="angstrom",
+        supported_devices=["cuda", "cpu"],
+        dtype=str(dtype).removeprefix("torch."),
+    )
+    metadata = ModelMetadata(
+        name=name,
+        description=f"MACE ({n_layers} layers, r_max {r_max} Å) exported by macelerate",
+        references=MACE_REFERENCES,
+        extra={"macelerate-version": __version__, "macelerate-changes": "; ".join(changes)},
+    )
+    return AtomisticModel(module, metadata, capabilities)
+
+
+def _cast_copy(module: ModuleT, dtype: torch.dtype) -> ModuleT:
+    with model_construction():
+        return copy.deepcopy(module).to(device="cpu", dtype=dtype).eval()
+
+
+def export_metatomic(
+    model: str | Path | torch.nn.Module,
+    out: str | Path,
+    *,
+    dtype: str = "float64",
+    head: str | None = None,
+    allow_uncapped: bool = False,
+) -> ExportReport:
+    """Write ``model`` as a metatomic model file, verified with metatomic-ase first.
+
+    Args:
+        model: a model file, mace-torch module, student or Potential (see :func:`read_source`).
+        out: the ``.pt`` file to write (atomically: saved beside it, checked, then renamed).
+        dtype: ``"float64"`` or ``"float32"``; metatomic engines feed the model this dtype.
+        head: readout head of a multi-head model (default: the first).
+        allow_uncapped: export a hard-capped student without its cap.
+
+    Returns:
+        The report; its agreement is metatomic-ase's ``MetatomicCalculator`` on the written file
+        against :class:`macelerate.Calculator` on the exported model, on a periodic and a
+        non-periodic probe structure (non-conservative outputs for direct-head students).
+
+    Raises:
+        ExportError: metatomic is not installed, the model has parts metatomic engines cannot
+            run, or the written file disagrees with macelerate.
+    """
+    check_installed()
+    torch_dtype = check_dtype(dtype)
+    source = read_source(model)
+    mace, force_head, stress_head, changes = _parts(source, allow_uncapped=allow_uncapped)
+    atomistic = build_atomistic_model(
+        mace, dtype=torch_dtype, force_head=force_head, stress_head=stress_head, head=head,
+        name=Path(out).stem, changes=changes,
+    )  # fmt: skip
+    reference = mace if force_head is None and stress_head is None else _uncapped(source)
+    agreement = _save_checked(atomistic, reference, Path(out), dtype=dtype, head=head)
+    return ExportReport(Path(out), "metatomic", dtype, changes, agreement, "metatomic-ase")
+
+
+def _uncapped(student: Any) -> torch.nn.Module:
+    """The student as metatomic runs it: on uncapped graphs (a copy when it has a hard cap)."""
+    if student.config.max_neighbors is None:
+        return student
+    with model_construction():
+        uncapped = copy.deepcopy(student)
+    uncapped.config = dataclasses.replace(student.config, max_neighbors=None)
+    return uncapped
+
+
+def _save_checked(
+    atomistic: Any, reference_model: torch.nn.Module, out: Path, *, dtype: str, head: str | None
+) -> Agreement:
+    from metatomic_ase import MetatomicCalculator
+
+    from macelerate.calculator import Calculator
+
+    described: Any = reference_model
+    structures = probe_structures([int(z) for z in described.atomic_numbers])
+    reference = Calculator(reference_model, dtype=dtype, head=head, min_distance=None)
+    direct = _non_conservative(reference_model)
+    found: list[Agreement] = []
+
+    def write(tmp: Path) -> None:
+        with model_construction():
+            atomistic.save(str(tmp))
+        candidate = MetatomicCalculator(
+            str(tmp), device="cpu", non_conservative=direct, check_consistency=True
+        )
+        agreement = compare(reference, candidate, structures)
+        check_agreement(
+            agreement, dtype=dtype, n_atoms=len(structures[0][1]), what="metatomic model"
+        )
+        found.append(agreement)
+
+    write_atomically(out, write)
+    return found[0]
+
+
+def _non_conservative(model: torch.nn.Module) -> bool | str:
+    """``MetatomicCalculator(non_conservative=...)`` matching how macelerate runs ``model``."""
+    forces = getattr(model, "force_head", None) is not None
+    stress = getattr(model, "stress_head", None) is not None
+    return (forces and stress) or ("forces" if forces else "stress" if stress else False)

@@ -1,0 +1,35 @@
+"""Students for the export tests: tiny, built in-process, one per kind of part."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from macelerate.models.student import Student, build_student
+
+STUDENT_BASE = {
+    "atomic_numbers": [1, 6, 8, 14],
+    "atomic_energies": [-1.0, -2.0, -3.0, -4.0],
+    "channels": 4,
+    "max_ell": 1,
+    "r_max": 4.0,
+    "radial_mlp": [8],
+    "head_channels": 4,
+    "confidence_bins": 10,
+}
+STUDENT_OPTIONS = {
+    "capped": {"max_neighbors": 3, "confidence_head": True},
+    "smooth": {"max_neighbors": 3, "smooth_cap": True},
+    "direct": {"direct_forces": True, "direct_stress": True, "confidence_head": True},
+}
+
+
+@pytest.fixture(scope="session")
+def students() -> dict[str, Student]:
+    """``capped`` (hard cap 3 + confidence), ``smooth`` (smooth cap), ``direct`` (force and
+    stress heads + confidence): random 4-channel students for H, C, O, Si (r_max 4 Å)."""
+    built = {}
+    for seed, (name, options) in enumerate(STUDENT_OPTIONS.items()):
+        torch.manual_seed(seed)
+        built[name] = build_student({**STUDENT_BASE, **options})
+    return built

@@ -1,0 +1,1 @@
+"""Tests of macelerate.pipeline (the compress pipeline)."""
