@@ -58,11 +58,12 @@ def export_symmetrix(
     from macelerate.bench.peers import PeerEngineError, symmetrix_model, symmetrix_version
 
     check_dtype(dtype)
+    # what the model cannot be comes first: installing Symmetrix would not help with it
+    mace, changes = plain_mace_module(read_source(model), allow_uncapped=allow_uncapped)
     try:
         version = symmetrix_version()
     except PeerEngineError as error:
         raise ExportError(f"symmetrix export: {error}") from error
-    mace, changes = plain_mace_module(read_source(model), allow_uncapped=allow_uncapped)
     with model_construction():
         mace = mace.to(device="cpu", dtype=torch.float64).eval()
     out = Path(out)

@@ -38,7 +38,12 @@ def test_missing_symmetrix_is_one_clear_error(tmp_path, monkeypatch, tiny_model)
     assert not (tmp_path / "model.json").exists()
 
 
-def test_students_are_refused_before_converting(tmp_path, students):
+def test_students_are_refused_before_converting(tmp_path, students, monkeypatch):
+    def missing() -> str:
+        raise peers.PeerEngineError(f"Symmetrix-XL is not installed: {peers.INSTALL_HINT}")
+
+    # the model's own problem is named first, whether or not Symmetrix-XL is installed
+    monkeypatch.setattr(peers, "symmetrix_version", missing)
     with pytest.raises(ExportError, match="direct force head"):
         export_symmetrix(students["direct"], tmp_path / "model.json")
 
