@@ -260,10 +260,22 @@ def _value(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+ARCHITECTURE_FIELDS = ("channels", "max_L", "max_ell", "correlation", "num_interactions", "r_max",
+                       "max_neighbors", "smooth_cap", "direct_forces")  # fmt: skip
+"""The StudentConfig fields the ladder table shows (the rest are the teacher's constants)."""
+
+
+def _architecture(architecture: Any) -> str:
+    if not isinstance(architecture, Mapping):
+        return _value(architecture)
+    shown = {k: architecture[k] for k in ARCHITECTURE_FIELDS if k in architecture}
+    return _value(shown or architecture)
+
+
 def _ladder(summary: Mapping[str, Any]) -> list[str]:
     header = ["name", "architecture", "ms/step", "speed-up", "trained",
               "val force RMSE (meV/Å)", "meets speed", "meets accuracy", "chosen"]  # fmt: skip
-    rows = [[r.get("name"), _value(r.get("architecture")), _num(r.get("ms_per_step")),
+    rows = [[r.get("name"), _architecture(r.get("architecture")), _num(r.get("ms_per_step")),
              _num(r.get("speedup")), _value(r.get("trained")), _num(r.get("val_forces_rmse_mev")),
              _value(r.get("meets_speed")), _value(r.get("meets_accuracy")),
              "yes" if r.get("name") == summary.get("chosen") else ""]
