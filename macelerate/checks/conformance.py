@@ -56,6 +56,7 @@ from macelerate.checks.thresholds import (
     ENERGY_FLOOR_PER_ATOM,
     FORCE_FLOOR,
     STRESS_FLOOR,
+    Judged,
     Tolerances,
     Verdict,
     judge,
@@ -133,7 +134,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class ConformanceReport:
+class ConformanceReport(Judged):
     """Numbers and verdicts of :func:`check_potential`.
 
     Attributes:
@@ -169,16 +170,6 @@ class ConformanceReport:
     config: ConformanceConfig
     tolerances: Tolerances
     verdicts: tuple[Verdict, ...]
-
-    @property
-    def passed(self) -> bool:
-        """True when every verdict passed."""
-        return all(verdict.passed for verdict in self.verdicts)
-
-    @property
-    def failures(self) -> tuple[Verdict, ...]:
-        """The verdicts that failed."""
-        return tuple(verdict for verdict in self.verdicts if not verdict.passed)
 
     def rows(self) -> list[tuple[str, str, float, str]]:
         """(check, quantity, value, unit) of every verdict, for a table."""

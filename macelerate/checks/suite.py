@@ -29,7 +29,7 @@ from macelerate.checks.gradients import GradientResult, check_gradients
 from macelerate.checks.nve import NVEResult, check_nve
 from macelerate.checks.smoothness import SmoothnessResult, check_smoothness
 from macelerate.checks.symmetry import SymmetryResult, check_symmetry
-from macelerate.checks.thresholds import TOLERANCES, Tolerances, Verdict, tolerances_for
+from macelerate.checks.thresholds import TOLERANCES, Judged, Tolerances, Verdict, tolerances_for
 from macelerate.models.potential import Potential
 
 
@@ -65,7 +65,7 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
-class CheckReport:
+class CheckReport(Judged):
     """Results of every check on one structure (each field documents its units).
 
     ``verdicts`` judge the numbers against ``tolerances`` (chosen for the model's precision
@@ -87,16 +87,6 @@ class CheckReport:
     tolerances: Tolerances = TOLERANCES["float64"]
     verdicts: tuple[Verdict, ...] = ()
     conformance: ConformanceReport | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when every verdict passed."""
-        return all(verdict.passed for verdict in self.verdicts)
-
-    @property
-    def failures(self) -> tuple[Verdict, ...]:
-        """The verdicts that failed."""
-        return tuple(verdict for verdict in self.verdicts if not verdict.passed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (with ``symmetry.max_relative`` and the overall ``passed``)."""

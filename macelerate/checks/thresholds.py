@@ -144,6 +144,22 @@ class Verdict:
     hint: str = ""
 
 
+class Judged:
+    """Mixin of reports that hold ``verdicts``: whether all passed, and which failed."""
+
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when every verdict passed."""
+        return all(verdict.passed for verdict in self.verdicts)
+
+    @property
+    def failures(self) -> tuple[Verdict, ...]:
+        """The verdicts that failed."""
+        return tuple(verdict for verdict in self.verdicts if not verdict.passed)
+
+
 def judge(
     check: str, quantity: str, value: float | None, limit: float, unit: str = "", *, hint: str
 ) -> Verdict:
