@@ -65,6 +65,11 @@ def _add_architecture(arch: argparse._ArgumentGroup) -> None:
     arch.add_argument("--direct-stress", action="store_true", help="stress from L=0+2 heads")
     arch.add_argument("--confidence-head", action="store_true", help="per-atom force error bins")
     arch.add_argument("--zbl", action="store_true", help="ZBL pair repulsion")
+    arch.add_argument("--layers", default=None, metavar="KIND,KIND",
+                      help="one kind per interaction: mace, attention (smoothed, invariant) or "
+                      "cartesian (non-equivariant); mace layers first, e.g. mace,attention; "
+                      "default: all mace")  # fmt: skip
+    arch.add_argument("--attention-heads", type=int, default=4, help="heads of attention layers")
 
 
 def _check_architecture(args: argparse.Namespace) -> None:
@@ -77,7 +82,15 @@ def _check_architecture(args: argparse.Namespace) -> None:
         ("--r-max", args.r_max, args.r_max is None or args.r_max > 0, "> 0 Å"),
         ("--radial-mlp", args.radial_mlp, min(args.radial_mlp) >= 1, "widths >= 1"),
         ("--cap-width", args.cap_width, args.cap_width > 0, "> 0 Å"),
+        ("--attention-heads", args.attention_heads, args.attention_heads >= 1, ">= 1"),
     ])  # fmt: skip
+
+
+def layer_kinds(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--layers`` as a tuple of kinds (empty: all mace); StudentConfig checks the kinds."""
+    if not args.layers:
+        return ()
+    return tuple(kind.strip() for kind in args.layers.split(","))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "max_neighbors": args.max_neighbors, "smooth_cap": args.smooth_cap,
         "cap_width": args.cap_width, "direct_forces": args.direct_forces,
         "direct_stress": args.direct_stress, "confidence_head": args.confidence_head,
-        "zbl": args.zbl, "dtype": args.dtype,
+        "zbl": args.zbl, "dtype": args.dtype, "layers": layer_kinds(args),
+        "attention_heads": args.attention_heads,
     }  # fmt: skip
     student_config = student_config_for(teacher, structures, **architecture)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)

@@ -112,6 +112,9 @@ def add_fit_options(group: Any, *, batch_size: int, dtype: str) -> None:
     add("--resume", action="store_true",
         help="continue the run saved in --checkpoint (same settings and data; --epochs may "
         "grow: the lr schedule then continues from its current value)")  # fmt: skip
+    add("--rotation-augment", action="store_true",
+        help="turn each training batch by random rotations (labels too): for models that are "
+        "not rotation invariant by construction; compare with --equigrad")  # fmt: skip
     add("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     add("--json", default=None, metavar="REPORT", help="also write the TrainReport as JSON")
 
@@ -130,7 +133,8 @@ def fit_config(args: argparse.Namespace, *, loss: Any, **extra: Any) -> Any:
         checkpoint_path=args.checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, progress=not args.no_progress,
         max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
-        early_stop_patience=args.early_stop_patience, **extra,
+        early_stop_patience=args.early_stop_patience,
+        rotation_augmentation=args.rotation_augment, **extra,
     )  # fmt: skip
 
 

@@ -87,11 +87,16 @@ def _plain_mace_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _mace_layout_copy(module: torch.nn.Module) -> torch.nn.Module:
-    from macelerate.models.student import Student
+    from macelerate.models.student import Student, student_is_hybrid
 
     if type(module).__name__ in MODEL_CLASSES:
         return _plain_mace_copy(module)
     if isinstance(module, Student):
+        if student_is_hybrid(module) and _runs_macelerate_kernels(module):
+            from macelerate.train.export import load_trained_weights
+
+            fresh = Student(module.config, backbone_config=module.backbone_description)
+            return load_trained_weights(fresh.to(module.dtype), module)
         with model_construction():
             student = copy.deepcopy(module)
         if not student.config.smooth_cap:  # a smooth cap is refused later, with its reason

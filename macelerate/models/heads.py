@@ -32,8 +32,9 @@ def node_feats_irreps(model: torch.nn.Module) -> o3.Irreps:
     o3 = _e3nn().o3
     irreps = o3.Irreps("")
     products: Any = model.products  # mace-torch's ModuleList (macelerate.mace.contract)
-    for product in products:
-        irreps = irreps + o3.Irreps(str(product.linear.irreps_out))
+    for product in products:  # a hybrid student's scalar layers name their own irreps_out
+        irreps_out = getattr(product, "irreps_out", None)
+        irreps = irreps + o3.Irreps(str(irreps_out or product.linear.irreps_out))
     return irreps
 
 

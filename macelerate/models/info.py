@@ -14,7 +14,8 @@ from macelerate.models.potential import Potential
 
 STUDENT_FIELDS = (
     "max_neighbors", "smooth_cap", "cap_width", "direct_forces", "direct_stress",
-    "confidence_head", "confidence_bins", "confidence_max_error", "zbl",
+    "confidence_head", "confidence_bins", "confidence_max_error", "zbl", "layers",
+    "attention_heads",
 )  # fmt: skip
 """StudentConfig fields ``describe`` reports for distilled students (caps, heads, confidence)."""
 
@@ -62,7 +63,8 @@ def describe(potential: Potential) -> dict[str, Any]:
     num_bessel. A distilled student (``model_class`` ``"Student"``) adds ``student``: its
     neighbour cap (``max_neighbors``, ``smooth_cap``, ``cap_width`` Å), heads (``direct_forces``,
     ``direct_stress``, ``confidence_head``, ``confidence_bins``, ``confidence_max_error`` eV/Å)
-    and ``zbl``. Fields a TorchScript export does not reveal are ``None``.
+    ``zbl`` and its per-layer kinds (``layers``, ``attention_heads``). Fields a TorchScript
+    export does not reveal are ``None``.
     """
     model = potential.model
     backbone = getattr(model, "backbone", model)  # a Student's mace model, or the model

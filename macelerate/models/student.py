@@ -8,7 +8,9 @@ A :class:`Student` holds ``backbone`` (a mace-torch model built by
   ``radial_embedding``; energies stay C1);
 * direct force / stress heads (:mod:`macelerate.models.heads`) instead of autograd derivatives;
 * a confidence head (binned per-atom force-error logits on detached features);
-* ZBL pair repulsion through mace-torch's own ``pair_repulsion=True`` option.
+* ZBL pair repulsion through mace-torch's own ``pair_repulsion=True`` option;
+* per-layer kinds (``layers``): MACE, smoothed attention or non-equivariant (cartesian) layers
+  (:mod:`macelerate.models.hybrid`).
 
 Graphs for a student come from :meth:`Student.build_graph`: ``build_graph(**graph_options())``
 and, for a smooth cap, ``select_smooth_cap_edges(graph, **edge_selection())``, so training and
@@ -48,6 +50,7 @@ from macelerate.models.heads import (
     DirectStressHead,
     node_feats_irreps,
 )
+from macelerate.models.hybrid import EQUIVARIANT_KINDS, install_layers, layer_kinds_problem
 
 MODEL_CLASS = "macelerate.Student"
 """``model_config["model_class"]`` of student checkpoints."""
@@ -91,10 +94,12 @@ class StudentConfig:
     confidence_max_error: float = 1.0
     head_channels: int = 16
     zbl: bool = False
+    layers: tuple[str, ...] = ()
+    attention_heads: int = 4
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        for name in ("atomic_numbers", "atomic_energies", "radial_mlp"):
+        for name in ("atomic_numbers", "atomic_energies", "radial_mlp", "layers"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         problems = []
         if len(self.atomic_numbers) != len(self.atomic_energies):
@@ -107,8 +112,25 @@ class StudentConfig:
             problems.append("smooth_cap needs max_neighbors and cap_width > 0")
         if self.direct_forces and (self.max_L < 1 or self.num_interactions < 2):
             problems.append("direct_forces needs 1o features: max_L >= 1, num_interactions >= 2")
+        layers_problem = layer_kinds_problem(self.layers, self.num_interactions)
+        if layers_problem:
+            problems.append(layers_problem)
+        if "attention" in self.layers and (
+            self.attention_heads < 1 or self.channels % self.attention_heads
+        ):
+            problems.append(f"channels {self.channels} must be a multiple of attention_heads")
         if problems:
             raise StudentError("invalid StudentConfig: " + "; ".join(problems))
+
+    @property
+    def layer_kinds(self) -> tuple[str, ...]:
+        """One kind per interaction (``layers``, or all ``"mace"`` when empty)."""
+        return self.layers or ("mace",) * self.num_interactions
+
+    @property
+    def equivariant(self) -> bool:
+        """True when every layer is rotation invariant by construction (no cartesian layer)."""
+        return all(kind in EQUIVARIANT_KINDS for kind in self.layer_kinds)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
@@ -154,6 +176,10 @@ class Student(torch.nn.Module):
         dtype = parse_dtype(config.dtype)
         with default_dtype(dtype), model_construction():
             backbone: Any = build_mace_model(backbone_config or config.mace_config())
+            # what rebuilds this backbone: mace-torch's constructor arguments, before any of its
+            # layers is replaced by a hybrid kind (which the constructor cannot name)
+            self.backbone_description = describe_mace_model(backbone)
+            install_layers(backbone, layers=config.layer_kinds, heads=config.attention_heads)
             self.backbone = backbone
             if config.smooth_cap:
                 assert config.max_neighbors is not None  # StudentConfig.__post_init__ checks it
@@ -315,12 +341,24 @@ def save_student(
         "model_class": MODEL_CLASS,
         # the dtype the weights have now, even if the student was moved with .to(dtype)
         "student": {**student.config.to_dict(), "dtype": dtype_name(student.dtype)},
-        "backbone": describe_mace_model(student.backbone),  # reads through a smooth-cap wrapper
+        "backbone": _backbone_description(student),
     }
     return save_checkpoint(
         path, model_config=model_config, state_dict=student.state_dict(),
         provenance=provenance, transforms_applied=transforms_applied,
     )  # fmt: skip
+
+
+def student_is_hybrid(student: Student) -> bool:
+    """True when some layer of ``student`` is not a mace-torch layer (attention, cartesian)."""
+    return any(kind != "mace" for kind in student.config.layer_kinds)
+
+
+def _backbone_description(student: Student) -> dict[str, Any]:
+    """The backbone's constructor arguments (a hybrid's as built, before its layers changed)."""
+    if not student_is_hybrid(student):
+        return describe_mace_model(student.backbone)  # reads through a smooth-cap wrapper
+    return {**student.backbone_description, "dtype": dtype_name(student.dtype)}
 
 
 def student_from_checkpoint(payload: dict[str, Any], *, source: str) -> Student:
@@ -399,6 +437,7 @@ def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.
     """
     config = student.config
     named = {
+        "attention or cartesian layers": any(kind != "mace" for kind in config.layer_kinds),
         "a direct force head": config.direct_forces,
         "a direct stress head": config.direct_stress,
         "a smooth neighbour cap": config.smooth_cap,
@@ -407,7 +446,8 @@ def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.
     if parts:
         raise StudentError(
             f"cannot export this student as a plain mace-torch model: it has {', '.join(parts)}; "
-            "train a conservative student (direct_forces=False, direct_stress=False, "
+            "run it with macelerate (macelerate.Calculator), or train a conservative all-MACE "
+            "student (layers all mace, direct_forces=False, direct_stress=False, "
             "smooth_cap=False) to export it"
         )
     if config.max_neighbors is not None and not allow_uncapped:

@@ -51,6 +51,9 @@ class TrainConfig:
         early_stop_patience: stop when the validation loss has not improved for this many
             epochs (``None``: never stop early). The returned model is the last one, not the
             best; with an EMA the two rarely differ much.
+        rotation_augmentation: turn every training batch's structures by random rotations
+            (labels too; :mod:`macelerate.train.augment`), for students that are not rotation
+            invariant by construction. Validation data are never rotated.
         max_bad_batches: a batch whose loss or gradient is NaN/inf is skipped (no optimiser or
             EMA update) and counted; the run stops with :class:`TrainingDivergedError` when this
             many batches were skipped, and writes nothing with non-finite weights.
@@ -83,6 +86,7 @@ class TrainConfig:
     max_bad_batches: int = 10
     max_seconds: float | None = None
     early_stop_patience: int | None = None
+    rotation_augmentation: bool = False
 
     def __post_init__(self) -> None:
         problems = [
@@ -94,6 +98,11 @@ class TrainConfig:
             problems.append(
                 "resume needs checkpoint_path: pass --checkpoint STATE (the training-state file "
                 "to continue) with --resume"
+            )
+        if self.rotation_augmentation and self.teacher_hessian_rows:
+            problems.append(
+                "rotation augmentation cannot rotate Hessian-row labels: drop --rotation-augment "
+                "or --hessian-rows"
             )
         if problems:
             raise TrainConfigError("invalid training settings: " + "; ".join(problems))

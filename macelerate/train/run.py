@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from macelerate.train.augment import random_rotations, rotate_batch
 from macelerate.train.config import TrainConfig
 from macelerate.train.data import Batch, LabelledData
 from macelerate.train.distributed import DataParallel
@@ -101,6 +102,15 @@ class TrainingRun:
         """Structure order of ``epoch``: a permutation drawn from ``(seed, epoch)`` alone."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_data), generator=generator).tolist()
+
+    def rotated(self, batch: Batch) -> Batch:
+        """``batch`` turned by rotations drawn from the seed and step (same after a resume)."""
+        n_graphs = int(batch.graph["ptr"].numel()) - 1
+        seed = self.config.seed * 1_000_003 + self.step + 7919 * self.parallel.rank
+        rotations = random_rotations(
+            n_graphs, seed=seed, dtype=batch.graph["positions"].dtype, device=self.device
+        )
+        return rotate_batch(batch, rotations)
 
     def averaged(self):
         """Context in which the model holds the EMA weights (or its own without EMA)."""
@@ -273,6 +283,8 @@ class TrainingRun:
                 size = config.batch_size
                 chunk = orders[epoch][position * size : (position + 1) * size]
                 batch = self.train_data.batch(self.parallel.share(chunk), device=self.device)
+                if config.rotation_augmentation:
+                    batch = self.rotated(batch)
                 values = self.optimisation_step(batch)
                 self._check_bad_batches(values, epoch)
                 bar.update(1)

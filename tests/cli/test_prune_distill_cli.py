@@ -110,3 +110,37 @@ def test_distill_writes_a_student_the_calculator_runs(tmp_path, ethanol):
     ethanol.calc = Calculator(student)
     assert np.isfinite(ethanol.get_forces()).all()
     assert ethanol.calc.get_property("force_confidence", ethanol).shape == (len(ethanol),)
+
+
+def test_distill_builds_hybrid_students_and_names_bad_layer_kinds(tmp_path, ethanol, capsys):
+    teacher = tiny_mace([1, 6, 8], channels=8)
+    teacher_file = tmp_path / "teacher.model"
+    torch.save(teacher, teacher_file)
+    data = tmp_path / "pool.xyz"
+    write(data, [ethanol] * 4)
+    out = tmp_path / "hybrid.pt"
+    common = [
+        "distill",
+        str(teacher_file),
+        "--data",
+        str(data),
+        "--channels",
+        "8",
+        "--max-L",
+        "0",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--dtype",
+        "float64",
+    ]
+    assert main([*common, "--out", str(out), "--layers", "mace,cartesian", "--rotation-augment",
+                 "--equigrad", "0.1"]) == 0  # fmt: skip
+    student = load(out, allow_pickle=False)
+    assert student.model.config.layers == ("mace", "cartesian")
+    assert student.source.transforms_applied[0]["options"]["config"]["rotation_augmentation"]
+    assert main([*common, "--out", str(tmp_path / "bad.pt"), "--layers", "attention,mace"]) != 0
+    assert "mace layers must come before" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()
