@@ -12,6 +12,7 @@ from macelerate.cli.train_options import (
     check_ranges,
     fit_config,
     require_finite_model,
+    sparsity_line,
     validation_line,
 )
 
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     ema = config.ema_decay is not None
     print(validation_line(report, ema=ema, against=" against the teacher") or
           "no validation data (pass --val FILE or --val-fraction > 0)")  # fmt: skip
+    if sparsity_line(report):
+        print(sparsity_line(report))
     print(f"wrote {args.out}")
     if args.json:
         write_json(args.json, {"student": student_config.to_dict(), **report.to_dict()})

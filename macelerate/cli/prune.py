@@ -115,6 +115,14 @@ def _add_recovery_options(group: Any) -> None:
         help="save the training state here to resume (default: no)",
     )
     add("--resume", action="store_true", help="resume from --checkpoint")
+    add(
+        "--stages",
+        type=int,
+        default=1,
+        help="prune gradually: N steps of geometrically shrinking width down to --channels, "
+        "each followed by --max-steps / N fine-tuning steps on --finetune (state files "
+        "STATE.stage<i>); 1: prune once",
+    )
 
 
 def _accuracy(model: Any, structures: list, keys: Any) -> dict[str, float | None]:
@@ -154,6 +162,36 @@ def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) ->
     return train(pruned, structures, config=config, keys=keys, teacher=teacher)
 
 
+def _gradual(original: Any, args: argparse.Namespace, keys: Any) -> tuple:
+    """``--stages N``: the gradually pruned and trained model and its per-stage summary."""
+    from macelerate.data.labels import read_structures
+    from macelerate.models.loading import load
+    from macelerate.train.config import TrainConfig
+    from macelerate.train.gradual_prune import (
+        PruneStage,
+        channel_schedule,
+        gradual_prune,
+        model_channels,
+    )
+    from macelerate.train.losses import LossWeights
+
+    widths = channel_schedule(model_channels(original), args.channels, args.stages)
+    steps = args.max_steps // args.stages
+    stages = [PruneStage(channels=w, steps=steps) for w in widths]
+    stages[-1] = PruneStage(channels=args.channels, steps=steps, max_L=args.max_L,
+                            max_ell=args.max_ell)  # fmt: skip
+    teacher = load(original, dtype=args.dtype) if args.distill_weight > 0 else None
+    config = TrainConfig(
+        batch_size=args.batch_size, lr=args.lr, loss=LossWeights(huber_delta=args.huber_delta),
+        dtype=args.dtype, seed=args.seed, teacher_weight=args.distill_weight if teacher else 1.0,
+        checkpoint_path=args.checkpoint, resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    return gradual_prune(
+        original, read_structures(args.finetune), stages=stages, config=config, keys=keys,
+        importance=args.importance, calibration_count=args.calibration_count, teacher=teacher,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from macelerate.atomic_io import write_atomically
     from macelerate.compress import prune, recovery_record
@@ -163,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from macelerate.models.saving import save_model
     from macelerate.records import TransformRecord
 
+    _check_stages(args)
     original, source = read_model_file(args.model)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
     calibration = read_structures(args.calibration)[: args.calibration_count] if (
@@ -184,7 +223,21 @@ def run(args: argparse.Namespace) -> int:
         *source.transforms_applied,
         report.to_record(),
     ]
-    if args.finetune:
+    if args.stages > 1:
+        pruned, gradual = _gradual(original, args, keys)
+        summary["gradual"] = gradual
+        options = {
+            "channels": args.channels,
+            "max_L": args.max_L,
+            "max_ell": args.max_ell,
+            "importance": args.importance,
+            "stages": args.stages,
+            "data": args.finetune,
+        }
+        transforms[-1] = TransformRecord("gradual_prune", True, options, gradual)  # fmt: skip
+        if test:
+            summary["recovered_test"] = _accuracy(pruned, test, keys)
+    elif args.finetune:
         pruned, train_report = _recover(pruned, original, args, keys)
         summary["recovery"] = {"steps": train_report.steps, "history": train_report.history}
         transforms.append(recovery_record(data=args.finetune, steps=train_report.steps))
@@ -201,11 +254,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_stages(args: argparse.Namespace) -> None:
+    from macelerate.cli.train_options import CommandLineError
+
+    if args.stages < 1:
+        raise CommandLineError(f"--stages must be >= 1, got {args.stages}")
+    if args.stages > 1 and (not args.finetune or not args.max_steps or
+                            args.max_steps < args.stages):  # fmt: skip
+        raise CommandLineError(
+            "--stages N trains after every stage: pass --finetune DATA and --max-steps S "
+            "(S >= N; each stage trains S / N steps)"
+        )
+
+
 def _print(report: Any, summary: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"parameters {report.parameters_before} -> {report.parameters_after} "
           f"({report.parameters_before / report.parameters_after:.2f}x fewer); multiply-adds "
           f"per atom {report.macs_per_atom_before} -> {report.macs_per_atom_after}")  # fmt: skip
     print(f"removed {len(report.removed)} blocks ({report.importance} importance)")
+    for stage in summary.get("gradual", {}).get("stages", []):
+        final = stage["final_validation"] or {}
+        forces = final.get("val_forces_rmse")
+        print(f"stage: {stage['channels']} channels, {stage['parameters']} parameters, "
+              f"{stage['trained_steps']} steps, validation F RMSE "
+              f"{'-' if forces is None else format(forces, '.1f')} meV/Å")  # fmt: skip
     for name in ("original_test", "pruned_test", "recovered_test"):
         if name in summary:
             row = summary[name]

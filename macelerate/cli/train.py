@@ -27,6 +27,7 @@ from macelerate.cli.train_options import (
     fit_config,
     huber_delta,
     require_finite_model,
+    sparsity_line,
     validation_line,
 )
 
@@ -233,6 +234,8 @@ def _print_summary(report: Any, out: str, *, ema: bool) -> None:
     }
     if report.stop_reason in stops:
         print(stops[report.stop_reason])
+    if sparsity_line(report):
+        print(sparsity_line(report))
     print(f"wrote {out}")
 
 

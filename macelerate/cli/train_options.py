@@ -115,6 +115,19 @@ def add_fit_options(group: Any, *, batch_size: int, dtype: str) -> None:
     add("--rotation-augment", action="store_true",
         help="turn each training batch by random rotations (labels too): for models that are "
         "not rotation invariant by construction; compare with --equigrad")  # fmt: skip
+    add("--autocast", default=None, choices=["bfloat16", "float16"],
+        help="mixed-precision training (needs --dtype float32): matrix products in this dtype, "
+        "float32 master weights and float32 islands (geometry, convolution sums, CG "
+        "contractions, readouts); float16 adds loss scaling")  # fmt: skip
+    add("--sparse", default=None, choices=["set", "rigl"],
+        help="sparse training of the radial MLPs and linears: masks at --sparsity, entries "
+        "dropped by magnitude and regrown at random (set) or by gradient (rigl); saves "
+        "parameters, not time (dense kernels)")  # fmt: skip
+    add("--sparsity", type=float, default=0.8, help="with --sparse: zero share of each tensor")
+    add("--sparse-groups", default="radial,linear",
+        help="with --sparse: comma-separated groups to mask (radial, linear)")  # fmt: skip
+    add("--sparse-update-every", type=int, default=100, metavar="STEPS",
+        help="with --sparse: steps between drop/grow updates")  # fmt: skip
     add("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     add("--json", default=None, metavar="REPORT", help="also write the TrainReport as JSON")
 
@@ -122,7 +135,14 @@ def add_fit_options(group: Any, *, batch_size: int, dtype: str) -> None:
 def fit_config(args: argparse.Namespace, *, loss: Any, **extra: Any) -> Any:
     """The :class:`~macelerate.train.config.TrainConfig` of the :func:`add_fit_options` args."""
     from macelerate.train.config import TrainConfig
+    from macelerate.train.sparsity import SparsityConfig
 
+    sparsity = None
+    if args.sparse is not None:
+        sparsity = SparsityConfig(
+            method=args.sparse, target=args.sparsity, update_every=args.sparse_update_every,
+            groups=tuple(g.strip() for g in args.sparse_groups.split(",") if g.strip()),
+        )  # fmt: skip
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         min_lr_ratio=args.min_lr_ratio, plateau_factor=args.plateau_factor,
@@ -134,7 +154,8 @@ def fit_config(args: argparse.Namespace, *, loss: Any, **extra: Any) -> Any:
         resume=args.resume, progress=not args.no_progress,
         max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         early_stop_patience=args.early_stop_patience,
-        rotation_augmentation=args.rotation_augment, **extra,
+        rotation_augmentation=args.rotation_augment, sparsity=sparsity,
+        autocast=args.autocast, **extra,
     )  # fmt: skip
 
 
@@ -152,6 +173,22 @@ def validation_line(report: Any, *, ema: bool, against: str = "") -> str | None:
         f"validation{against} of the written model ({report.n_val} structures, {weights}, step "
         f"{final['step']}): E RMSE {fmt(final['val_energy_rmse'], '.2f')} meV/atom, "
         f"F RMSE {fmt(final['val_forces_rmse'], '.1f')} meV/Å"
+    )
+
+
+def sparsity_line(report: Any) -> str | None:
+    """What sparse training left: zero share per group and the honest cost note."""
+    summary = report.sparsity
+    if not summary:
+        return None
+    groups = ", ".join(
+        f"{name} {100 * g['sparsity']:.1f}% zero ({g['nonzero']}/{g['parameters']})"
+        for name, g in summary["groups"].items()
+    )
+    return (
+        f"sparse training ({summary['method']}, {summary['mask_updates']} mask updates): {groups}; "
+        f"{summary['nonzero']}/{summary['parameters']} parameters non-zero. Note: "
+        f"{summary['note']}"
     )
 
 

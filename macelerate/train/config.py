@@ -9,6 +9,7 @@ from typing import Any, Literal
 from macelerate._dtypes import MODEL_DTYPES
 from macelerate.train.errors import TrainConfigError
 from macelerate.train.losses import LossWeights
+from macelerate.train.sparsity import SparsityConfig
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class TrainConfig:
         rotation_augmentation: turn every training batch's structures by random rotations
             (labels too; :mod:`macelerate.train.augment`), for students that are not rotation
             invariant by construction. Validation data are never rotated.
+        sparsity: sparse training (SET or RigL masks on the radial MLPs and linears,
+            :mod:`macelerate.train.sparsity`); ``None``: dense.
+        autocast: mixed-precision training (:mod:`macelerate.train.mixed_precision`):
+            ``"bfloat16"`` or ``"float16"`` (with loss scaling) matrix products around float32
+            islands and float32 master weights; needs ``dtype="float32"``. ``None``: off.
         max_bad_batches: a batch whose loss or gradient is NaN/inf is skipped (no optimiser or
             EMA update) and counted; the run stops with :class:`TrainingDivergedError` when this
             many batches were skipped, and writes nothing with non-finite weights.
@@ -87,6 +93,8 @@ class TrainConfig:
     max_seconds: float | None = None
     early_stop_patience: int | None = None
     rotation_augmentation: bool = False
+    sparsity: SparsityConfig | None = None
+    autocast: Literal["bfloat16", "float16"] | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -104,6 +112,11 @@ class TrainConfig:
                 "rotation augmentation cannot rotate Hessian-row labels: drop --rotation-augment "
                 "or --hessian-rows"
             )
+        if self.autocast is not None and self.dtype != "float32":
+            problems.append(
+                f"autocast ({self.autocast}) trains float32 master weights: pass --dtype float32 "
+                "with --autocast (float64 tensors are never autocast)"
+            )
         if problems:
             raise TrainConfigError("invalid training settings: " + "; ".join(problems))
 
@@ -111,6 +124,7 @@ class TrainConfig:
         """Plain data (JSON-safe)."""
         data = asdict(self)
         data["frozen"] = list(self.frozen)
+        data["sparsity"] = None if self.sparsity is None else self.sparsity.to_dict()
         return data
 
     @classmethod
@@ -125,6 +139,8 @@ class TrainConfig:
             data["loss"] = LossWeights.from_dict(data["loss"])
         if "frozen" in data:
             data["frozen"] = tuple(data["frozen"])
+        if isinstance(data.get("sparsity"), dict):
+            data["sparsity"] = SparsityConfig.from_dict(data["sparsity"])
         return cls(**data)
 
 
@@ -164,6 +180,8 @@ def _rules(c: TrainConfig) -> list[tuple[str, str, str, bool]]:
         ("max_bad_batches", "--max-bad-batches", "an integer >= 1", whole(c.max_bad_batches, 1)),
         ("max_seconds", "--max-minutes (x 60)", "a finite number > 0 or None",
          c.max_seconds is None or (_finite(c.max_seconds, 0.0) and c.max_seconds > 0)),
+        ("autocast", "--autocast", "bfloat16, float16 or None",
+         c.autocast in (None, "bfloat16", "float16")),
         ("early_stop_patience", "--early-stop-patience", "an integer >= 1 or None",
          c.early_stop_patience is None or whole(c.early_stop_patience, 1)),
     ]  # fmt: skip
@@ -194,6 +212,10 @@ class TrainReport:
         final_validation: validation of the returned model (EMA weights): ``step``,
             ``val_energy_rmse`` (meV/atom), ``val_forces_rmse`` (meV/Å), ``val_loss``; ``None``
             without validation data.
+        sparsity: with sparse training, the zero share of the returned model's masked groups
+            (:func:`macelerate.train.sparsity.sparsity_report`); ``None`` when dense.
+        mixed_precision: with autocast, ``dtype``, ``islands`` (the float32 blocks) and
+            ``overflow_steps`` (float16 steps skipped for overflowing scaled gradients).
     """
 
     history: list[dict[str, Any]]
@@ -212,6 +234,8 @@ class TrainReport:
     skipped_batches: int = 0
     final_validation: dict[str, Any] | None = None
     stop_reason: str = "completed"
+    sparsity: dict[str, Any] | None = None
+    mixed_precision: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

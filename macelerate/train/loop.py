@@ -46,6 +46,7 @@ from macelerate.train.errors import TrainingDivergedError
 from macelerate.train.export import fuse_all, load_trained_weights, unfused_template
 from macelerate.train.guard import ADVICE, require_finite
 from macelerate.train.run import TrainingRun
+from macelerate.train.sparsity import sparsity_report
 from macelerate.train.state import TrainStateError, check_resumable, load_train_state
 from macelerate.train.steps import (  # noqa: F401  (re-exported)
     batch_loss,
@@ -236,6 +237,9 @@ def train(
         require_finite(exported.state_dict(), what="the trained model",
                        kept="any earlier output file is unchanged")  # fmt: skip
         energy_diff, force_diff = _export_difference(trainee, exported, probe)
+    sparsity = None
+    if run.masks is not None and config.sparsity is not None:
+        sparsity = sparsity_report(exported, config.sparsity, updates=run.masks.updates)
     report = TrainReport(
         history=run.history,
         steps=run.step,
@@ -253,7 +257,12 @@ def train(
         skipped_batches=run.bad_batches,
         final_validation=final_validation(run, exported, val_data),
         stop_reason=run.stop_reason,
-    )
+        sparsity=sparsity,
+        mixed_precision=None if run.mixed is None else {
+            "dtype": config.autocast, "islands": run.mixed.islands,
+            "overflow_steps": run.mixed.overflow_steps,
+        },
+    )  # fmt: skip
     _require_finite_validation(report.final_validation)
     return exported, report
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -27,7 +28,9 @@ from macelerate.train.guard import (
     require_finite,
     too_many_bad_batches,
 )
+from macelerate.train.mixed_precision import MixedPrecision
 from macelerate.train.schedule import CosineSchedule
+from macelerate.train.sparsity import SparseMasks
 from macelerate.train.state import data_fingerprint, save_train_state
 from macelerate.train.steps import batch_loss, validate
 
@@ -74,6 +77,14 @@ class TrainingRun:
             )  # fmt: skip
         elif config.schedule == "plateau":
             self.plateau = _plateau(self.optimizer, config)
+        self.mixed = None
+        if config.autocast is not None:
+            self.mixed = MixedPrecision(model, config.autocast, self.device)
+        self.masks = None
+        if config.sparsity is not None:  # before the EMA, which then starts from sparse weights
+            self.masks = SparseMasks(
+                model, config.sparsity, total_steps=self.total_steps, seed=config.seed
+            )
         self.ema = None
         if config.ema_decay is not None:
             self.ema = ExponentialMovingAverage(model, decay=config.ema_decay)
@@ -112,35 +123,62 @@ class TrainingRun:
         )
         return rotate_batch(batch, rotations)
 
-    def averaged(self):
-        """Context in which the model holds the EMA weights (or its own without EMA)."""
-        if self.ema is None:
-            return nullcontext(self.model)
-        return self.ema.averaged(self.model)
+    @contextmanager
+    def averaged(self) -> Iterator[torch.nn.Module]:
+        """Context in which the model holds the EMA weights (or its own without EMA), masked
+        with sparse training."""
+        with nullcontext(self.model) if self.ema is None else self.ema.averaged(self.model):
+            if self.masks is not None and self.ema is not None:
+                self.masks.apply(self.model)
+            yield self.model
 
     def _add(self, values: dict[str, float]) -> None:
         for name, value in values.items():
             self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
 
     def optimisation_step(self, batch: Batch) -> dict[str, float]:
-        """One step on ``batch``; a NaN/inf loss or gradient skips the update (``skipped`` = 1)."""
+        """One step on ``batch``; a NaN/inf loss or gradient skips the update (``skipped`` = 1).
+
+        With float16 loss scaling, a finite loss whose scaled gradients overflow skips the step
+        too, lowers the scale and is counted in ``MixedPrecision.overflow_steps``, not as a bad
+        batch.
+        """
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        terms = batch_loss(self.model, batch, self.config.loss)
-        if bool(torch.isfinite(terms["total"].detach())):
-            terms["total"].backward()
+        mixed = self.mixed
+        with nullcontext() if mixed is None else mixed.autocast():
+            terms = batch_loss(self.model, batch, self.config.loss)
+        finite_loss = bool(torch.isfinite(terms["total"].detach()))
+        if finite_loss:
+            loss = terms["total"]
+            (loss if mixed is None else mixed.scaler.scale(loss)).backward()
         else:  # every rank must skip: NaN gradients reach all of them through the average
             poison_gradients(self.params)
         self.parallel.average_gradients(self.params)
+        scaler = mixed.scaler if mixed is not None and mixed.scales_loss else None
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
         values = {name: float(value.detach()) for name, value in terms.items()}
         skipped = not bool(torch.isfinite(gradient_norm(self.params)))
-        if skipped:
+        overflow = skipped and finite_loss and scaler is not None
+        if overflow and mixed is not None:
+            mixed.overflow_steps += 1
+        elif skipped:
             self.bad_batches += 1
             self._add({"skipped": 1.0})
-        else:
+        if not skipped:
+            if self.masks is not None and self.masks.due(self.step):
+                self.masks.update(self.model, self.optimizer, self.step)
             if self.config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)  # skips the update when it found inf/NaN
+            scaler.update()
+        elif not skipped:
             self.optimizer.step()
+        if not skipped:
+            if self.masks is not None:
+                self.masks.apply(self.model)
             if self.ema is not None:
                 self.ema.update(self.model)
             self._add({**values, "steps": 1.0})
@@ -150,7 +188,7 @@ class TrainingRun:
         elapsed = time.perf_counter() - start
         self._add({"seconds": elapsed})
         self.step_seconds, self.steps_run = self.step_seconds + elapsed, self.steps_run + 1
-        return {**values, "skipped": float(skipped)}
+        return {**values, "skipped": float(skipped and not overflow)}
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         """Validate (with EMA weights), step a plateau schedule, append a history record."""
@@ -204,6 +242,8 @@ class TrainingRun:
             "history": self.history,
             "epoch_sums": self.epoch_sums,
             "bad_batches": self.bad_batches,
+            "sparsity": None if self.masks is None else self.masks.state_dict(),
+            "mixed_precision": None if self.mixed is None else self.mixed.state_dict(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -223,6 +263,10 @@ class TrainingRun:
         self.history = list(state["history"])
         self.epoch_sums = dict(state["epoch_sums"])
         self.bad_batches = int(state.get("bad_batches", 0))
+        if self.masks is not None:
+            self.masks.load_state_dict(state["sparsity"])
+        if self.mixed is not None:
+            self.mixed.load_state_dict(state.get("mixed_precision") or {})
         self._apply_lr()
 
     def save(self) -> None:

@@ -14,6 +14,8 @@ Layout (a ``torch.save`` of plain data, loadable with ``weights_only=True``)::
       "history": [...],                # per-epoch records so far
       "epoch_sums": {...},             # running sums of the unfinished epoch
       "bad_batches": int,              # batches skipped for a NaN/inf loss or gradient
+      "sparsity": {...} | None,        # SparseMasks.state_dict(): boolean masks, update count
+      "mixed_precision": {...} | None, # MixedPrecision.state_dict(): loss scale, overflow steps
     }
 
 Only finite states are written (:func:`macelerate.train.guard.require_finite`).

@@ -144,3 +144,31 @@ def test_distill_builds_hybrid_students_and_names_bad_layer_kinds(tmp_path, etha
     assert main([*common, "--out", str(tmp_path / "bad.pt"), "--layers", "attention,mace"]) != 0
     assert "mace layers must come before" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_gradual_pruning_trains_after_every_stage(tmp_path, ethanol, capsys):
+    model = tiny_mace([1, 6, 8], channels=16)
+    model_file = tmp_path / "wide.model"
+    torch.save(model, model_file)
+    frames = []
+    for seed in range(6):
+        frame = ethanol.copy()
+        frame.rattle(0.05, seed=seed)
+        frames.append(frame)
+    data = _labelled(tmp_path, model, frames)
+    out, report = tmp_path / "narrow.pt", tmp_path / "r.json"
+    args = ["prune", str(model_file), "--channels", "4", "--calibration", str(data),
+            "--energy-key", "REF_energy", "--forces-key", "REF_forces", "--out", str(out),
+            "--finetune", str(data), "--no-progress", "--dtype", "float64"]  # fmt: skip
+    assert main([*args, "--stages", "2"]) == 2  # no --max-steps: refused before any work
+    assert "--max-steps" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--stages", "2", "--max-steps", "4", "--json", str(report)]) == 0
+    summary = json.loads(report.read_text())
+    stages = summary["gradual"]["stages"]
+    assert [s["channels"] for s in stages] == [8, 4] and [s["trained_steps"] for s in stages] == [
+        2,
+        2,
+    ]
+    assert "stage: 8 channels" in capsys.readouterr().out
+    pruned = load(out, allow_pickle=False)
+    assert pruned.source.transforms_applied[-1]["name"] == "gradual_prune"

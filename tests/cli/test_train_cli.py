@@ -95,3 +95,36 @@ def test_bad_input_is_one_clear_error(labelled_file, tiny_model_file, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and "Fe" in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_sparse_fine_tuning_reports_what_it_zeroed(
+    labelled_file, tiny_model_file, tmp_path, capsys
+):
+    out = tmp_path / "sparse.pt"
+    base = ["train", str(tiny_model_file), "--data", str(labelled_file), "--out", str(out),
+            "--epochs", "2", "--batch-size", "2", "--val-fraction", "0", *QUIET]  # fmt: skip
+    code = main([*base, "--sparse", "rigl", "--sparsity", "1.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--sparsity" in err and "(0, 1)" in err and not out.exists()
+    assert main([*base, "--sparse", "set", "--sparsity", "0.5", "--sparse-groups", "radial",
+                 "--sparse-update-every", "1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "sparse training (set" in printed and "radial 50." in printed and "not time" in printed
+    model = load(out, fuse_message_passing=False).model
+    radial = [p for n, p in model.named_parameters() if ".conv_tp_weights.layer" in n]
+    zeros = sum(int((p == 0).sum()) for p in radial) / sum(p.numel() for p in radial)
+    assert zeros == pytest.approx(0.5, abs=0.02)
+
+
+def test_mixed_precision_fine_tuning(labelled_file, tiny_model_file, tmp_path, capsys):
+    out, report = tmp_path / "bf16.pt", tmp_path / "report.json"
+    base = ["train", str(tiny_model_file), "--data", str(labelled_file), "--out", str(out),
+            "--epochs", "1", "--batch-size", "2", "--autocast", "bfloat16", *QUIET]  # fmt: skip
+    code = main([*base, "--dtype", "float64"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dtype float32" in err and not out.exists()
+    assert main([*base, "--dtype", "float32", "--json", str(report)]) == 0
+    summary = json.loads(report.read_text())
+    assert summary["mixed_precision"]["dtype"] == "bfloat16"
+    assert "readouts.0" in summary["mixed_precision"]["islands"]
+    assert all(p.dtype == torch.float32 for p in load(out, dtype="float32").model.parameters())
