@@ -102,13 +102,30 @@ def run_variant(original, channels, max_ell, max_L, data, *, args) -> dict:
             row["parameters"] = count_parameters(pruned)
             row["ms_per_step_float32"] = step_ms(pruned, timing_atoms, dtype="float32")
     if args.scratch:
-        fresh = scratch_model(pruned, seed=args.seed + 1)
-        trained, seconds = fit(fresh, train_set, keys, steps=args.steps, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.seed,
-                               name=f"{args.dataset}_{channels}_{max_ell}_scratch")  # fmt: skip
-        row["scratch_after_training"] = accuracy(trained, test_set, keys)
-        row["scratch_seconds"] = seconds
-        print(channels, max_ell, max_L, "scratch", row["scratch_after_training"], flush=True)
+        for multiple in args.scratch_multiples:  # the fair test: scratch with B, 4B, ... steps
+            fresh = scratch_model(pruned, seed=args.seed + 1)
+            trained, seconds = fit(
+                fresh,
+                train_set,
+                keys,
+                steps=multiple * args.steps,
+                lr=args.lr,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                name=f"{args.dataset}_{channels}_{max_ell}_scratch{multiple}",
+            )
+            suffix = "" if multiple == 1 else f"_x{multiple}"
+            row[f"scratch{suffix}_after_training"] = accuracy(trained, test_set, keys)
+            row[f"scratch{suffix}_seconds"] = seconds
+            print(
+                channels,
+                max_ell,
+                max_L,
+                f"scratch x{multiple}",
+                row[f"scratch{suffix}_after_training"],
+                f"{seconds:.0f} s",
+                flush=True,
+            )
     return row
 
 
@@ -147,6 +164,13 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=40, help="test structures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-scratch", dest="scratch", action="store_false")
+    parser.add_argument(
+        "--scratch-multiples",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="train the scratch model with these multiples of --steps (1 4 16)",
+    )
     parser.add_argument("--no-controls", dest="controls", action="store_false")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the results file name")
