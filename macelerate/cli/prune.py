@@ -144,11 +144,11 @@ def _ms_per_step(model: Any, atoms: Any) -> float:
     return 1e3 * (time.perf_counter() - start) / 3
 
 
-def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) -> tuple:
-    from macelerate.data.labels import read_structures
+def _recovery_setup(original: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The unpruned model as teacher (with --distill-weight) and the recovery TrainConfig
+    (``epochs``/``max_steps`` from the options; gradual pruning sets them per stage)."""
     from macelerate.models.loading import load
     from macelerate.train.config import TrainConfig
-    from macelerate.train.loop import train
     from macelerate.train.losses import LossWeights
 
     teacher = load(original, dtype=args.dtype) if args.distill_weight > 0 else None
@@ -158,6 +158,14 @@ def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) ->
         teacher_weight=args.distill_weight if teacher else 1.0, checkpoint_path=args.checkpoint,
         resume=args.resume, progress=not args.no_progress,
     )  # fmt: skip
+    return teacher, config
+
+
+def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) -> tuple:
+    from macelerate.data.labels import read_structures
+    from macelerate.train.loop import train
+
+    teacher, config = _recovery_setup(original, args)
     structures = read_structures(args.finetune)
     return train(pruned, structures, config=config, keys=keys, teacher=teacher)
 
@@ -165,27 +173,19 @@ def _recover(pruned: Any, original: Any, args: argparse.Namespace, keys: Any) ->
 def _gradual(original: Any, args: argparse.Namespace, keys: Any) -> tuple:
     """``--stages N``: the gradually pruned and trained model and its per-stage summary."""
     from macelerate.data.labels import read_structures
-    from macelerate.models.loading import load
-    from macelerate.train.config import TrainConfig
     from macelerate.train.gradual_prune import (
         PruneStage,
         channel_schedule,
         gradual_prune,
         model_channels,
     )
-    from macelerate.train.losses import LossWeights
 
     widths = channel_schedule(model_channels(original), args.channels, args.stages)
     steps = args.max_steps // args.stages
     stages = [PruneStage(channels=w, steps=steps) for w in widths]
     stages[-1] = PruneStage(channels=args.channels, steps=steps, max_L=args.max_L,
                             max_ell=args.max_ell)  # fmt: skip
-    teacher = load(original, dtype=args.dtype) if args.distill_weight > 0 else None
-    config = TrainConfig(
-        batch_size=args.batch_size, lr=args.lr, loss=LossWeights(huber_delta=args.huber_delta),
-        dtype=args.dtype, seed=args.seed, teacher_weight=args.distill_weight if teacher else 1.0,
-        checkpoint_path=args.checkpoint, resume=args.resume, progress=not args.no_progress,
-    )  # fmt: skip
+    teacher, config = _recovery_setup(original, args)
     return gradual_prune(
         original, read_structures(args.finetune), stages=stages, config=config, keys=keys,
         importance=args.importance, calibration_count=args.calibration_count, teacher=teacher,
