@@ -35,12 +35,14 @@ LEVERS: dict[str, dict[str, Any]] = {
     "unfused": {"fuse_message_passing": False},
     "conv-only": {"runtime": "conv-only"},
     "tabulated": {"radial": "tabulated"},
+    "int8-readouts": {"readouts": "int8"},
 }
 """Speed levers a macelerate run may pull, as options of :func:`macelerate.load`: ``exact`` is the
 default runtime (results equal mace-torch's to rounding: :func:`macelerate.transforms.fuse`);
 ``unfused`` runs mace-torch's own interaction modules on macelerate's graphs; ``conv-only`` fuses
 only the convolution (the runtime before the table-based contraction and dead-block skipping);
-``tabulated`` adds tabulated radial MLPs (approximate). ``precision:<preset>`` runs a precision
+``tabulated`` adds tabulated radial MLPs (approximate); ``int8-readouts`` int8 readout weights
+(approximate). ``precision:<preset>`` runs a precision
 policy (:data:`macelerate.precision.PRESETS`; the bench ``dtype`` is then not used). Levers join
 with ``+``, e.g. ``tabulated+precision:fp32``."""
 PRECISION_LEVER = "precision:"

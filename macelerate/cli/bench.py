@@ -46,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--lever",
         default="exact",
         help="macelerate levers, comma-separated: exact, unfused, conv-only, tabulated, "
+        "int8-readouts, "
         "precision:<preset>; join levers with + (tabulated+precision:fp32)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per run")

@@ -62,8 +62,16 @@ def _add_architecture(arch: argparse._ArgumentGroup) -> None:
                       help="per-atom neighbour cap; default: none")  # fmt: skip
     arch.add_argument("--smooth-cap", action="store_true", help="continuous cap (needs K)")
     arch.add_argument("--cap-width", type=float, default=0.2, help="smooth-cap switch width (Å)")
-    arch.add_argument("--direct-forces", action="store_true", help="forces from an L=1 head")
-    arch.add_argument("--direct-stress", action="store_true", help="stress from L=0+2 heads")
+    arch.add_argument("--direct-forces", nargs="?", const="node", default=None,
+                      choices=["node", "edge", "cartesian"], metavar="KIND",
+                      help="forces from a head, not -dE/dr: node (L>=1 features, the default), "
+                      "edge (equivariant pair forces, any L) or cartesian (non-equivariant pair "
+                      "forces)")  # fmt: skip
+    arch.add_argument("--edge-head-width", type=int, default=64,
+                      help="hidden width of an edge force head's pair MLP")  # fmt: skip
+    arch.add_argument("--direct-stress", action="store_true",
+                      help="stress from a head (L=0+2 node head; with an edge force head, the "
+                      "virial of its pair forces)")  # fmt: skip
     arch.add_argument("--confidence-head", action="store_true", help="per-atom force error bins")
     arch.add_argument("--zbl", action="store_true", help="ZBL pair repulsion")
     arch.add_argument("--layers", default=None, metavar="KIND,KIND",
@@ -84,6 +92,7 @@ def _check_architecture(args: argparse.Namespace) -> None:
         ("--radial-mlp", args.radial_mlp, min(args.radial_mlp) >= 1, "widths >= 1"),
         ("--cap-width", args.cap_width, args.cap_width > 0, "> 0 Å"),
         ("--attention-heads", args.attention_heads, args.attention_heads >= 1, ">= 1"),
+        ("--edge-head-width", args.edge_head_width, args.edge_head_width >= 1, ">= 1"),
     ])  # fmt: skip
 
 
@@ -122,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         "correlation": args.correlation, "num_interactions": args.interactions,
         "r_max": args.r_max or teacher.r_max, "radial_mlp": tuple(args.radial_mlp),
         "max_neighbors": args.max_neighbors, "smooth_cap": args.smooth_cap,
-        "cap_width": args.cap_width, "direct_forces": args.direct_forces,
+        "cap_width": args.cap_width, "direct_forces": args.direct_forces is not None,
+        "force_head_kind": args.direct_forces or "node", "edge_head_width": args.edge_head_width,
         "direct_stress": args.direct_stress, "confidence_head": args.confidence_head,
         "zbl": args.zbl, "dtype": args.dtype, "layers": layer_kinds(args),
         "attention_heads": args.attention_heads,

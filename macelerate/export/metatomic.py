@@ -79,6 +79,12 @@ def _parts(
         mace, changes = plain_mace_module(source, allow_uncapped=allow_uncapped)
         return mace, None, None, changes
     config = source.config
+    if config.edge_force_head:
+        raise ExportError(
+            f"this student has an edge force head ({config.force_head_kind!r} pair forces), which "
+            "reads the graph's edge vectors; the metatomic export runs node heads only. Run it "
+            "with macelerate.Calculator, or distil with a node head (--direct-forces node)"
+        )
     if config.smooth_cap or (config.max_neighbors is not None and not allow_uncapped):
         fix = "" if config.smooth_cap else "; pass allow_uncapped=True (--allow-uncapped) to export"
         raise ExportError(

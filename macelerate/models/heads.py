@@ -49,9 +49,22 @@ def cartesian_basis() -> torch.Tensor:
     return o3.spherical_harmonics(1, axes, normalize=True, normalization="norm").T.contiguous()
 
 
-def _scatter_sum(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+def scatter_per_graph(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """Sums [n_graphs, ...] of per-item ``values`` [n, ...] over their structure index ``batch``."""
     out = torch.zeros((n_graphs, *values.shape[1:]), dtype=values.dtype, device=values.device)
     return out.index_add_(0, batch, values)
+
+
+def scalar_feature_columns(irreps: o3.Irreps | str) -> torch.Tensor:
+    """Column indices [n_scalars] (int64) of the ``0e`` features in an e3nn layout."""
+    o3 = _e3nn().o3
+    irreps = o3.Irreps(irreps)
+    columns = [
+        torch.arange(block.start, block.stop)
+        for (_, ir), block in zip(irreps, irreps.slices())
+        if ir == o3.Irrep("0e")
+    ]
+    return torch.cat(columns) if columns else torch.zeros(0, dtype=torch.int64)
 
 
 class DirectForceHead(torch.nn.Module):
@@ -92,7 +105,7 @@ class DirectForceHead(torch.nn.Module):
         forces = vectors @ self.to_e3nn.to(vectors.dtype)  # row form of Q^T v: Cartesian (x, y, z)
         if self.remove_net_force:
             counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
-            mean = _scatter_sum(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
+            mean = scatter_per_graph(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
             forces = forces - mean[batch]
         return forces
 
@@ -147,7 +160,7 @@ class DirectStressHead(torch.nn.Module):
         hidden = self.pre(node_feats)
         coefficients = self.linear(node_feats) + self.square(hidden, hidden)  # [n_atoms, 6]
         per_atom = torch.einsum("nk,kij->nij", coefficients, self.basis.to(coefficients.dtype))
-        total = _scatter_sum(per_atom, batch, n_graphs)  # [n_graphs, 3, 3] eV
+        total = scatter_per_graph(per_atom, batch, n_graphs)  # [n_graphs, 3, 3] eV
         volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()
         safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
         return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], 0.0)
@@ -179,17 +192,10 @@ class ConfidenceHead(torch.nn.Module):
         hidden: int = 32,
     ) -> None:
         super().__init__()
-        o3 = _e3nn().o3
-        irreps_in = o3.Irreps(irreps_in)
-        columns = [
-            torch.arange(start, stop)
-            for (_, ir), block in zip(irreps_in, irreps_in.slices())
-            if ir == o3.Irrep("0e")
-            for start, stop in [(block.start, block.stop)]
-        ]
-        if not columns:
+        columns = scalar_feature_columns(irreps_in)
+        if columns.numel() == 0:
             raise ValueError(f"a confidence head needs 0e node features, got {irreps_in}")
-        self.register_buffer("scalar_columns", torch.cat(columns), persistent=False)
+        self.register_buffer("scalar_columns", columns, persistent=False)
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(int(self.scalar_columns.numel()), hidden),
             torch.nn.SiLU(),

@@ -13,7 +13,7 @@ from macelerate.mace.config import describe_mace_model
 from macelerate.models.potential import Potential
 
 STUDENT_FIELDS = (
-    "max_neighbors", "smooth_cap", "cap_width", "direct_forces", "direct_stress",
+    "max_neighbors", "smooth_cap", "cap_width", "direct_forces", "force_head_kind", "direct_stress",
     "confidence_head", "confidence_bins", "confidence_max_error", "zbl", "layers",
     "attention_heads",
 )  # fmt: skip
@@ -62,6 +62,7 @@ def describe(potential: Potential) -> dict[str, Any]:
     channels, max_L, max_ell (spherical harmonics), correlation, avg_num_neighbors, radial_MLP,
     num_bessel. A distilled student (``model_class`` ``"Student"``) adds ``student``: its
     neighbour cap (``max_neighbors``, ``smooth_cap``, ``cap_width`` Å), heads (``direct_forces``,
+    ``force_head_kind``,
     ``direct_stress``, ``confidence_head``, ``confidence_bins``, ``confidence_max_error`` eV/Å)
     ``zbl`` and its per-layer kinds (``layers``, ``attention_heads``). Fields a TorchScript
     export does not reveal are ``None``.

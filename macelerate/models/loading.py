@@ -28,6 +28,7 @@ from macelerate.precision.policy import PrecisionPolicy, resolve_policy
 from macelerate.runtime.accelerate import RuntimeOptions
 
 RADIAL_MODES = ("exact", "tabulated")
+READOUT_MODES = ("exact", "int8")
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -162,6 +163,7 @@ def load(
     tune_allocator: bool = True,
     fuse_message_passing: bool | RuntimeOptions = True,
     radial: str = "exact",
+    readouts: str = "exact",
     precision: str | PrecisionPolicy | dict[str, Any] | None = None,
     **unknown: Any,
 ) -> Potential:
@@ -170,6 +172,7 @@ def load(
     ``load`` composes the explicit transforms of :mod:`macelerate.transforms`, in this order:
     :func:`~macelerate.transforms.fuse` (exact kernels), then
     :func:`~macelerate.transforms.tabulate_radial` (if ``radial="tabulated"``), then
+    :func:`~macelerate.transforms.quantize_readouts` (if ``readouts="int8"``), then
     :func:`~macelerate.transforms.apply_precision` (if ``precision`` is given). Each is recorded
     in ``potential.transforms``; call them yourself to get their reports.
 
@@ -195,6 +198,8 @@ def load(
         radial: ``"exact"`` (default) or ``"tabulated"``: radial MLPs as cubic tables of the
             edge length (an approximate lever; see :func:`~macelerate.transforms.tabulate_radial`
             for the measured error).
+        readouts: ``"exact"`` (default) or ``"int8"``: readout linears with int8 weights (an
+            approximate lever; see :func:`~macelerate.transforms.quantize_readouts`).
         precision: a precision policy (:class:`~macelerate.precision.PrecisionPolicy`, a preset
             name such as ``"fp32"``, ``"bf16-linear"``, ``"bf16-mixed"``, or a dict of fields):
             per-block storage and compute dtypes instead of one ``dtype``. With a policy,
@@ -203,7 +208,7 @@ def load(
     Returns:
         A :class:`Potential`.
     """
-    from macelerate.transforms import tabulate_radial
+    from macelerate.transforms import quantize_readouts, tabulate_radial
     from macelerate.transforms.fuse import fuse_owned
     from macelerate.transforms.precision import apply_precision_owned
 
@@ -211,6 +216,8 @@ def load(
         raise TypeError(f"load() got unknown options {sorted(unknown)}")
     if radial not in RADIAL_MODES:
         raise ValueError(f"radial must be one of {RADIAL_MODES}, got {radial!r}")
+    if readouts not in READOUT_MODES:
+        raise ValueError(f"readouts must be one of {READOUT_MODES}, got {readouts!r}")
     torch_dtype = parse_dtype(dtype)
     policy = None
     if precision is not None:
@@ -245,6 +252,8 @@ def load(
         potential, _ = fuse_owned(potential, options)
     if radial == "tabulated":
         potential, _ = tabulate_radial(potential)
+    if readouts == "int8":
+        potential, _ = quantize_readouts(potential)
     if policy is not None:
         potential, _ = apply_precision_owned(potential, policy)
     return potential

@@ -6,7 +6,9 @@ A :class:`Student` holds ``backbone`` (a mace-torch model built by
 * a neighbour cap: hard (graphs keep the k nearest senders) or smooth
   (:class:`~macelerate.graph.smooth_cap.SmoothCapRadialEmbedding` replaces the backbone's
   ``radial_embedding``; energies stay C1);
-* direct force / stress heads (:mod:`macelerate.models.heads`) instead of autograd derivatives;
+* direct force / stress heads instead of autograd derivatives: node heads on ``1o`` features
+  (:mod:`macelerate.models.heads`) or pair-force heads on edges, equivariant or cartesian, whose
+  virial gives the stress (:mod:`macelerate.models.edge_heads`);
 * a confidence head (binned per-atom force-error logits on detached features);
 * ZBL pair repulsion through mace-torch's own ``pair_repulsion=True`` option;
 * per-layer kinds (``layers``): MACE, smoothed attention or non-equivariant (cartesian) layers
@@ -35,7 +37,7 @@ from macelerate._torch_state import default_dtype
 from macelerate.errors import MacelerateError, ModelFileError
 from macelerate.graph.batch import build_graph
 from macelerate.graph.model_options import model_graph_options, select_model_edges
-from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
+from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding, smooth_cap_weights
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
 from macelerate.mace.config import (
     build_mace_model,
@@ -44,6 +46,7 @@ from macelerate.mace.config import (
     scale_shift_mace_config,
 )
 from macelerate.models.checkpoint import save_checkpoint, upgrade_checkpoint
+from macelerate.models.edge_heads import EdgeForceHead, EdgeVirialStress
 from macelerate.models.heads import (
     ConfidenceHead,
     DirectForceHead,
@@ -51,6 +54,9 @@ from macelerate.models.heads import (
     node_feats_irreps,
 )
 from macelerate.models.hybrid import EQUIVARIANT_KINDS, install_layers, layer_kinds_problem
+
+FORCE_HEAD_KINDS = ("node", "edge", "cartesian")
+"""Direct force heads: on ``1o`` node features, equivariant or non-equivariant pair forces."""
 
 MODEL_CLASS = "macelerate.Student"
 """``model_config["model_class"]`` of student checkpoints."""
@@ -67,7 +73,9 @@ class StudentConfig:
     ``atomic_energies`` are the per-element E0 in the order of ``atomic_numbers``.
     ``max_neighbors`` caps the neighbours per atom (hard cap unless ``smooth_cap``, whose switch
     half-width is ``cap_width`` Å). ``confidence_bins`` bins split [0, ``confidence_max_error``]
-    eV/Å of per-atom force error.
+    eV/Å of per-atom force error. ``force_head_kind`` picks the direct force head (one of
+    :data:`FORCE_HEAD_KINDS`; pair heads of width ``edge_head_width`` also give the direct stress
+    as their virial).
     """
 
     atomic_numbers: tuple[int, ...]
@@ -89,6 +97,8 @@ class StudentConfig:
     cap_width: float = 0.2
     direct_forces: bool = False
     direct_stress: bool = False
+    force_head_kind: str = "node"
+    edge_head_width: int = 64
     confidence_head: bool = False
     confidence_bins: int = 50
     confidence_max_error: float = 1.0
@@ -110,8 +120,19 @@ class StudentConfig:
             problems.append("max_neighbors must be >= 1 or None")
         if self.smooth_cap and (self.max_neighbors is None or not self.cap_width > 0):
             problems.append("smooth_cap needs max_neighbors and cap_width > 0")
-        if self.direct_forces and (self.max_L < 1 or self.num_interactions < 2):
-            problems.append("direct_forces needs 1o features: max_L >= 1, num_interactions >= 2")
+        if self.force_head_kind not in FORCE_HEAD_KINDS:
+            problems.append(
+                f"force_head_kind must be one of {list(FORCE_HEAD_KINDS)}, "
+                f"not {self.force_head_kind!r}"
+            )
+        node_head = self.direct_forces and self.force_head_kind == "node"
+        if node_head and (self.max_L < 1 or self.num_interactions < 2):
+            problems.append(
+                "a node direct-force head needs 1o features: max_L >= 1, num_interactions >= 2; "
+                "or use an edge force head (force_head_kind='edge'), which works on L=0"
+            )
+        if self.edge_head_width < 1:
+            problems.append("edge_head_width must be >= 1")
         layers_problem = layer_kinds_problem(self.layers, self.num_interactions)
         if layers_problem:
             problems.append(layers_problem)
@@ -129,8 +150,14 @@ class StudentConfig:
 
     @property
     def equivariant(self) -> bool:
-        """True when every layer is rotation invariant by construction (no cartesian layer)."""
-        return all(kind in EQUIVARIANT_KINDS for kind in self.layer_kinds)
+        """True when every layer and head is rotation equivariant by construction."""
+        cartesian_head = self.direct_forces and self.force_head_kind == "cartesian"
+        return not cartesian_head and all(kind in EQUIVARIANT_KINDS for kind in self.layer_kinds)
+
+    @property
+    def edge_force_head(self) -> bool:
+        """True when direct forces (and direct stress) come from pair forces on edges."""
+        return self.direct_forces and self.force_head_kind != "node"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
@@ -189,13 +216,7 @@ class Student(torch.nn.Module):
                     width=config.cap_width,
                 )
             irreps = node_feats_irreps(self.backbone)
-            hidden = config.head_channels
-            self.force_head = (
-                DirectForceHead(irreps, hidden=hidden) if config.direct_forces else None
-            )
-            self.stress_head = (
-                DirectStressHead(irreps, hidden=hidden) if config.direct_stress else None
-            )
+            self.force_head, self.stress_head = _direct_heads(config, irreps)
             self.confidence = (
                 ConfidenceHead(irreps, n_bins=config.confidence_bins,
                                max_error=config.confidence_max_error)
@@ -305,21 +326,75 @@ class Student(torch.nn.Module):
             "node_energy": out["node_energy"],
             "node_feats": node_feats,
         }
-        if compute_force:
-            result["forces"] = (
-                out["forces"]
-                if self.force_head is None
-                else self.force_head(node_feats, graph["batch"], n_graphs)
-            )
-        if compute_stress:
-            result["stress"] = (
-                out["stress"]
-                if self.stress_head is None
-                else self.stress_head(node_feats, graph["batch"], graph["cell"], n_graphs)
-            )
+        if isinstance(self.force_head, EdgeForceHead) and (compute_force or compute_stress):
+            direct = self._edge_head_outputs(data, node_feats, n_graphs, compute_stress)
+        else:
+            direct = {}
+            if compute_force and self.force_head is not None:
+                direct["forces"] = self.force_head(node_feats, graph["batch"], n_graphs)
+            if compute_stress and self.stress_head is not None:
+                direct["stress"] = self.stress_head(
+                    node_feats, graph["batch"], graph["cell"], n_graphs
+                )
+        for key, wanted in (("forces", compute_force), ("stress", compute_stress)):
+            if wanted:
+                result[key] = direct[key] if key in direct else out[key]
         if self.confidence is not None:
             result["confidence_logits"] = self.confidence(node_feats)
         return result
+
+    def _edge_head_outputs(
+        self,
+        data: dict[str, torch.Tensor],
+        node_feats: torch.Tensor,
+        n_graphs: int,
+        compute_stress: bool,
+    ) -> dict[str, torch.Tensor]:
+        """``forces`` [N, 3] eV/Å (and ``stress`` [G, 3, 3] eV/Å³) from the edge force head."""
+        from mace.modules.utils import get_edge_vectors_and_lengths
+
+        edge_index = data["edge_index"]
+        vectors, lengths = get_edge_vectors_and_lengths(
+            data["positions"], edge_index, data["shifts"]
+        )
+        cap_weight = None
+        if self.config.smooth_cap:
+            assert self.config.max_neighbors is not None  # StudentConfig.__post_init__ checks it
+            width = float(self.config.cap_width)
+            cap_weight = smooth_cap_weights(
+                lengths.squeeze(-1), edge_index[1], n_nodes=int(node_feats.shape[0]),
+                max_neighbors=int(self.config.max_neighbors), width=width,
+                ceiling=self.r_max + width,
+            ).to(vectors.dtype)  # fmt: skip
+        assert isinstance(self.force_head, EdgeForceHead)
+        forces, edge_forces = self.force_head(
+            node_feats, edge_index, vectors, cap_weight, data["batch"], n_graphs
+        )
+        outputs = {"forces": forces}
+        if compute_stress and self.stress_head is not None:
+            edge_graph = data["batch"][edge_index[1]]
+            outputs["stress"] = self.stress_head(
+                vectors, edge_forces, edge_graph, data["cell"], n_graphs
+            )
+        return outputs
+
+
+def _direct_heads(
+    config: StudentConfig, irreps: Any
+) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+    """(force head, stress head) the config asks for (None where derivatives are autograd's)."""
+    if config.edge_force_head:
+        force_head = EdgeForceHead(
+            str(irreps), r_max=config.r_max, n_basis=config.num_bessel,
+            envelope_power=config.num_polynomial_cutoff, hidden=config.edge_head_width,
+            cartesian=config.force_head_kind == "cartesian",
+        )  # fmt: skip
+        return force_head, EdgeVirialStress() if config.direct_stress else None
+    hidden = config.head_channels
+    return (
+        DirectForceHead(irreps, hidden=hidden) if config.direct_forces else None,
+        DirectStressHead(irreps, hidden=hidden) if config.direct_stress else None,
+    )
 
 
 def build_student(config: StudentConfig | dict[str, Any]) -> Student:

@@ -7,6 +7,8 @@ order):
   dead-block skipping); results equal mace-torch's to floating-point rounding.
 * :func:`tabulate_radial`: radial MLPs replaced by cubic Hermite tables of the edge length; an
   approximate lever whose measured force error is reported.
+* :func:`quantize_readouts`: readout linears with int8 weights; an approximate lever whose
+  measured error is reported.
 * :func:`apply_precision`: a per-block precision policy.
 
 Persistent transforms (pruning, training, distillation) live in :mod:`macelerate.compress` and
@@ -15,14 +17,17 @@ Persistent transforms (pruning, training, distillation) live in :mod:`macelerate
 
 from macelerate.records import TransformRecord
 from macelerate.transforms.fuse import fuse
+from macelerate.transforms.int8_readouts import Int8ReadoutReport, quantize_readouts
 from macelerate.transforms.precision import PrecisionReport, apply_precision
 from macelerate.transforms.tabulate import TabulationReport, tabulate_radial
 
 __all__ = [
+    "Int8ReadoutReport",
     "PrecisionReport",
     "TabulationReport",
     "TransformRecord",
     "apply_precision",
     "fuse",
+    "quantize_readouts",
     "tabulate_radial",
 ]

@@ -144,6 +144,13 @@ def test_distill_builds_hybrid_students_and_names_bad_layer_kinds(tmp_path, etha
     assert main([*common, "--out", str(tmp_path / "bad.pt"), "--layers", "attention,mace"]) != 0
     assert "mace layers must come before" in capsys.readouterr().err
     assert not (tmp_path / "bad.pt").exists()
+    edge = tmp_path / "edge.pt"  # an L=0 student with equivariant pair forces and their virial
+    assert main([*common, "--out", str(edge), "--direct-forces", "edge", "--direct-stress",
+                 "--edge-head-width", "8"]) == 0  # fmt: skip
+    config = load(edge, allow_pickle=False).model.config
+    assert (config.force_head_kind, config.edge_head_width) == ("edge", 8) and config.direct_stress
+    assert main([*common, "--out", str(tmp_path / "node.pt"), "--direct-forces"]) != 0
+    assert "force_head_kind='edge'" in capsys.readouterr().err  # a node head needs L >= 1
 
 
 def test_gradual_pruning_trains_after_every_stage(tmp_path, ethanol, capsys):

@@ -179,7 +179,7 @@ def test_config_rejects_unknown_keys_and_impossible_options():
         StudentConfig.from_dict({**BASE, "chanels": 8})
     with pytest.raises(StudentError, match="smooth_cap needs max_neighbors"):
         StudentConfig.from_dict({**BASE, "smooth_cap": True})
-    with pytest.raises(StudentError, match="direct_forces needs 1o"):
+    with pytest.raises(StudentError, match="node direct-force head needs 1o"):
         StudentConfig.from_dict({**BASE, "direct_forces": True, "max_L": 0})
     config = StudentConfig.from_dict(BASE)
     assert StudentConfig.from_dict(config.to_dict()) == config
