@@ -6,6 +6,7 @@ import argparse
 
 from macelerate.cli.common import write_json
 from macelerate.cli.train_options import (
+    CommandLineError,
     add_command,
     add_fit_options,
     add_label_keys,
@@ -43,6 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="atoms per structure whose Hessian rows the teacher labels",
     )
+    fit.add_argument("--correlation-steps", default=None, metavar="N1,N2,...",
+                     help="progressive correlation order: train N1 steps at order 1, grow to "
+                     "order 2 and train N2 steps, ... up to --correlation (one count per "
+                     "order; replaces --max-steps)")  # fmt: skip
     fit.add_argument("--teacher-weight", type=float, default=1.0,
                      help="targets = w * teacher + (1 - w) * labels in the data")  # fmt: skip
     add_label_keys(fit, stress=False)
@@ -96,6 +101,24 @@ def _check_architecture(args: argparse.Namespace) -> None:
     ])  # fmt: skip
 
 
+def _correlation_stages(args: argparse.Namespace) -> list:
+    """``--correlation-steps`` as stages (empty without it); a clear error for bad counts."""
+    from macelerate.train.errors import TrainConfigError
+    from macelerate.train.progressive_correlation import correlation_schedule
+
+    if not args.correlation_steps:
+        return []
+    try:
+        steps = [int(part) for part in args.correlation_steps.split(",")]
+        return correlation_schedule(args.correlation, steps)
+    except (ValueError, TrainConfigError) as error:
+        raise CommandLineError(
+            f"--correlation-steps {args.correlation_steps!r}: give one step count >= 1 per "
+            f"order 1..--correlation ({args.correlation}), e.g. "
+            f"{','.join(['1000'] * args.correlation)} ({error})"
+        ) from error
+
+
 def layer_kinds(args: argparse.Namespace) -> tuple[str, ...]:
     """``--layers`` as a tuple of kinds (empty: all mace); StudentConfig checks the kinds."""
     if not args.layers:
@@ -113,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from macelerate.train.distill import distill, student_config_for
     from macelerate.train.loop import check_state_file
     from macelerate.train.losses import LossWeights
+    from macelerate.train.progressive_correlation import progressive_distill
 
     _check_architecture(args)
     loss = LossWeights(
@@ -122,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     config = fit_config(
         args, loss=loss, teacher_weight=args.teacher_weight, teacher_hessian_rows=args.hessian_rows
     )
+    stages = _correlation_stages(args)
     check_state_file(config)  # before any slow step
     structures = read_structures(args.data)
     val = read_structures(args.val) if args.val else None
@@ -139,16 +164,28 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     student_config = student_config_for(teacher, structures, **architecture)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
-    student, report = distill(
-        teacher, structures, student=student_config, config=config, val_structures=val,
-        keys=keys, seed=args.seed,
-    )  # fmt: skip
+    progressive: dict = {}
+    if stages:
+        student, report, progressive = progressive_distill(
+            teacher, structures, student=student_config, stages=stages, config=config,
+            val_structures=val, keys=keys, seed=args.seed,
+        )  # fmt: skip
+    else:
+        student, report = distill(
+            teacher, structures, student=student_config, config=config, val_structures=val,
+            keys=keys, seed=args.seed,
+        )  # fmt: skip
+    options = {
+        "teacher": args.teacher,
+        "data": args.data,
+        "config": {k: v for k, v in config.to_dict().items() if k != "progress"},
+    }
+    if stages:
+        options["correlation_steps"] = [stage.steps for stage in stages]
     record = TransformRecord(
-        "distill", True,
-        {"teacher": args.teacher, "data": args.data,
-         "config": {k: v for k, v in config.to_dict().items() if k != "progress"}},
+        "distill", True, options,
         {"data_sha256": file_sha256(parse_data_path(args.data)[0]), "steps": report.steps,
-         "final": report.final_validation},
+         "final": report.final_validation, **progressive},
     )  # fmt: skip
     require_finite_model(student, out=args.out)
     save_model(args.out, student, provenance=make_provenance(args.teacher), transforms=[record])
@@ -161,7 +198,13 @@ def run(args: argparse.Namespace) -> int:
           "no validation data (pass --val FILE or --val-fraction > 0)")  # fmt: skip
     if sparsity_line(report):
         print(sparsity_line(report))
+    for stage in progressive.get("stages", []):
+        print(
+            f"  order {stage['correlation']}: {stage['trained_steps']} steps, "
+            f"{stage['seconds_per_step']:.3f} s/step, {stage['parameters']} parameters"
+        )
     print(f"wrote {args.out}")
     if args.json:
-        write_json(args.json, {"student": student_config.to_dict(), **report.to_dict()})
+        write_json(args.json, {"student": student_config.to_dict(), **report.to_dict(),
+                               "progressive_correlation": progressive or None})  # fmt: skip
     return 0

@@ -68,7 +68,7 @@ def model_channels(model: torch.nn.Module) -> int:
     return int(irreps_entries(config["hidden_irreps"])[0][0])
 
 
-def _epochs_for(steps: int, *, n_structures: int, config: TrainConfig, has_val: bool) -> int:
+def epochs_for(steps: int, *, n_structures: int, config: TrainConfig, has_val: bool) -> int:
     n_train = (
         n_structures
         if has_val
@@ -125,7 +125,7 @@ def gradual_prune(
         )  # fmt: skip
         state = f"{base}.stage{index}" if base else None
         resume = bool(state and config.resume and Path(state).is_file())
-        epochs = _epochs_for(stage.steps, n_structures=len(structures), config=config,
+        epochs = epochs_for(stage.steps, n_structures=len(structures), config=config,
                              has_val=val_structures is not None)  # fmt: skip
         stage_config = replace(
             config, epochs=epochs, max_steps=stage.steps, checkpoint_path=state, resume=resume

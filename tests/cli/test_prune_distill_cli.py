@@ -179,3 +179,21 @@ def test_gradual_pruning_trains_after_every_stage(tmp_path, ethanol, capsys):
     assert "stage: 8 channels" in capsys.readouterr().out
     pruned = load(out, allow_pickle=False)
     assert pruned.source.transforms_applied[-1]["name"] == "gradual_prune"
+
+
+def test_distill_grows_the_correlation_order_in_stages(tmp_path, ethanol, capsys):
+    teacher_file = tmp_path / "teacher.model"
+    torch.save(tiny_mace([1, 6, 8], channels=8), teacher_file)
+    data = tmp_path / "pool.xyz"
+    write(data, [ethanol] * 4)
+    out, report = tmp_path / "grown.pt", tmp_path / "grown.json"
+    common = ["distill", str(teacher_file), "--data", str(data), "--channels", "4",
+              "--correlation", "2", "--no-progress", "--dtype", "float64"]  # fmt: skip
+    assert main([*common, "--out", str(out), "--correlation-steps", "1,2",
+                 "--json", str(report)]) == 0  # fmt: skip
+    stages = json.loads(report.read_text())["progressive_correlation"]["stages"]
+    assert [(s["correlation"], s["trained_steps"]) for s in stages] == [(1, 1), (2, 2)]
+    assert load(out, allow_pickle=False).model.config.correlation == 2
+    assert "order 2: 2 steps" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "bad.pt"), "--correlation-steps", "5"]) != 0
+    assert "one step count >= 1 per order 1..--correlation (2)" in capsys.readouterr().err
