@@ -44,6 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="atoms per structure whose Hessian rows the teacher labels",
     )
+    fit.add_argument("--init-from", default=None, metavar="STUDENT",
+                     help="start from a trained student (weights-only checkpoint): its "
+                     "architecture and weights, with the heads asked for here (--direct-forces, "
+                     "--direct-stress, --confidence-head) in place of its own")  # fmt: skip
     fit.add_argument("--correlation-steps", default=None, metavar="N1,N2,...",
                      help="progressive correlation order: train N1 steps at order 1, grow to "
                      "order 2 and train N2 steps, ... up to --correlation (one count per "
@@ -119,6 +123,25 @@ def _correlation_stages(args: argparse.Namespace) -> list:
         ) from error
 
 
+def _initial_student(args: argparse.Namespace, structures: list) -> tuple:
+    """``--init-from``: (student with the asked heads and the file's weights, what was copied)."""
+    from dataclasses import replace
+
+    from macelerate.models.student import load_student
+    from macelerate.train.distill import student_from_init
+
+    source = load_student(args.init_from)
+    heads = {
+        "direct_forces": args.direct_forces is not None,
+        "force_head_kind": args.direct_forces or "node",
+        "edge_head_width": args.edge_head_width,
+        "direct_stress": args.direct_stress,
+        "confidence_head": args.confidence_head,
+        "dtype": args.dtype,
+    }
+    return student_from_init(replace(source.config, **heads), source, seed=args.seed)
+
+
 def layer_kinds(args: argparse.Namespace) -> tuple[str, ...]:
     """``--layers`` as a tuple of kinds (empty: all mace); StudentConfig checks the kinds."""
     if not args.layers:
@@ -162,9 +185,16 @@ def run(args: argparse.Namespace) -> int:
         "zbl": args.zbl, "dtype": args.dtype, "layers": layer_kinds(args),
         "attention_heads": args.attention_heads,
     }  # fmt: skip
-    student_config = student_config_for(teacher, structures, **architecture)
+    initial, init_report = None, {}
+    if args.init_from:
+        initial, init_report = _initial_student(args, structures)
+        student_config = initial.config
+    else:
+        student_config = student_config_for(teacher, structures, **architecture)
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
     progressive: dict = {}
+    if stages and initial is not None:
+        raise CommandLineError("--correlation-steps starts from order 1: drop --init-from")
     if stages:
         student, report, progressive = progressive_distill(
             teacher, structures, student=student_config, stages=stages, config=config,
@@ -172,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         student, report = distill(
-            teacher, structures, student=student_config, config=config, val_structures=val,
-            keys=keys, seed=args.seed,
+            teacher, structures, student=initial or student_config, config=config,
+            val_structures=val, keys=keys, seed=args.seed,
         )  # fmt: skip
     options = {
         "teacher": args.teacher,
@@ -182,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if stages:
         options["correlation_steps"] = [stage.steps for stage in stages]
+    if args.init_from:
+        options["init_from"] = {"path": args.init_from, **init_report}
     record = TransformRecord(
         "distill", True, options,
         {"data_sha256": file_sha256(parse_data_path(args.data)[0]), "steps": report.steps,

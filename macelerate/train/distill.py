@@ -18,7 +18,7 @@ from ase import Atoms
 
 from macelerate.data.labels import LabelKeys
 from macelerate.models.potential import Potential
-from macelerate.models.student import Student, StudentConfig, build_student
+from macelerate.models.student import Student, StudentConfig, StudentError, build_student
 from macelerate.train.config import TrainConfig, TrainReport
 from macelerate.train.loop import train
 
@@ -62,6 +62,44 @@ def student_config_for(
     options.update(architecture)
     config = StudentConfig(**options)
     return replace(config, avg_num_neighbors=mean_neighbors(config, structures))
+
+
+def student_from_init(
+    config: StudentConfig, source: Student, *, seed: int = 0
+) -> tuple[Student, dict[str, Any]]:
+    """A new student of architecture ``config`` that starts from ``source``'s weights.
+
+    Every weight whose name and shape match is copied (the backbone, and heads both have); the
+    rest (new heads) starts from seeded initial values. ``source`` is not changed. Used to put a
+    direct-force head on a trained conservative student, which then acts as an intermediate
+    teacher of the backbone.
+
+    Raises:
+        StudentError: a backbone weight of the new architecture is missing from ``source`` or
+            has another shape (the backbones must be the same).
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        student = build_student(config)
+    state = student.state_dict()
+    source_state = source.state_dict()
+    mismatched = [
+        name
+        for name, tensor in state.items()
+        if name.startswith("backbone.")
+        and (name not in source_state or source_state[name].shape != tensor.shape)
+    ]
+    if mismatched:
+        raise StudentError(
+            f"the student to start from has another backbone ({len(mismatched)} weights differ, "
+            f"e.g. {mismatched[:3]}); give the same --channels/--max-L/--correlation/... as it"
+        )
+    copied = [name for name in state if name in source_state]
+    for name in copied:
+        state[name] = source_state[name].to(state[name].dtype).clone()
+    student.load_state_dict(state)
+    fresh = sorted({name.split(".")[0] for name in state if name not in source_state})
+    return student, {"copied_tensors": len(copied), "fresh_parts": fresh}
 
 
 def distill(

@@ -197,3 +197,8 @@ def test_distill_grows_the_correlation_order_in_stages(tmp_path, ethanol, capsys
     assert "order 2: 2 steps" in capsys.readouterr().out
     assert main([*common, "--out", str(tmp_path / "bad.pt"), "--correlation-steps", "5"]) != 0
     assert "one step count >= 1 per order 1..--correlation (2)" in capsys.readouterr().err
+    direct = tmp_path / "direct.pt"  # the grown student as the start of a direct-force student
+    assert main([*common, "--out", str(direct), "--init-from", str(out), "--direct-forces", "edge",
+                 "--max-steps", "1"]) == 0  # fmt: skip
+    init = load(direct, allow_pickle=False).source.transforms_applied[-1]["options"]["init_from"]
+    assert init["fresh_parts"] == ["force_head"] and init["copied_tensors"] > 0
