@@ -30,8 +30,8 @@ from macelerate.evaluate import evaluate  # noqa: E402
 from macelerate.pipeline.timing import interleaved_ms  # noqa: E402
 from macelerate.transforms import quantize_readouts  # noqa: E402
 
-ENERGY_KEYS = {"go": "energy", "gst": "energy", "solvent": "energy_xtb"}
-FORCE_KEYS = {"go": "forces", "gst": "forces", "solvent": "forces_xtb"}
+ENERGY_KEYS = {"go": "QM_energy", "gst": "energy", "solvent": "energy_xtb"}
+FORCE_KEYS = {"go": "QM_forces", "gst": "forces", "solvent": "forces_xtb"}
 
 
 def main() -> None:

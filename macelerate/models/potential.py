@@ -294,7 +294,12 @@ class Potential(torch.nn.Module):
             if tf32 and self.device.type == "cuda"
             else contextlib.nullcontext()
         )
-        with model_inference(), torch.enable_grad(), precision_context:
+        # direct heads need no derivative of the energy: then no autograd graph is recorded
+        derivatives = (compute_forces and getattr(self.model, "force_head", None) is None) or (
+            compute_stress and getattr(self.model, "stress_head", None) is None
+        )
+        grad_mode = torch.enable_grad() if derivatives else torch.no_grad()
+        with model_inference(), grad_mode, precision_context:
             out = self.model(
                 data,
                 training=False,

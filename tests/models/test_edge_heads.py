@@ -154,3 +154,23 @@ def test_edge_head_students_save_load_and_refuse_metatomic(students, tmp_path):
         np.testing.assert_array_equal(_outputs(loaded, atoms)[0], _outputs(student, atoms)[0])
     with pytest.raises(ExportError, match="edge force head"):
         _parts(students["edge"], allow_uncapped=True)
+
+
+def test_potential_runs_direct_heads_without_an_autograd_graph(students):
+    student = students["smooth"]
+    potential = load(student, dtype="float64")
+    atoms = _crystal(2)
+    graph = potential.build_graph(atoms)
+    grad_modes = []
+    potential.model.force_head.register_forward_hook(
+        lambda *_: grad_modes.append(torch.is_grad_enabled())
+    )
+    out = potential.forward(graph, compute_stress=True)
+    assert grad_modes == [False]  # no autograd graph: nothing differentiates the energy
+    expected = student(student.build_graph([atoms], min_distance=None), compute_stress=True)
+    np.testing.assert_allclose(
+        out["forces"].numpy(), expected["forces"].detach().numpy(), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        out["stress"].numpy(), expected["stress"].detach().numpy(), atol=1e-12
+    )
