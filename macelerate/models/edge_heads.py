@@ -27,7 +27,12 @@ from typing import Any
 import torch
 
 from macelerate._mace import import_mace
-from macelerate.models.heads import scalar_feature_columns, scatter_per_graph
+from macelerate.models.heads import (
+    per_volume,
+    remove_net_force,
+    scalar_feature_columns,
+    scatter_per_graph,
+)
 
 
 class EdgeForceHead(torch.nn.Module):
@@ -126,9 +131,7 @@ class EdgeForceHead(torch.nn.Module):
             (node_feats.shape[0], 3), dtype=per_edge.dtype, device=per_edge.device
         ).index_add_(0, edge_index[1], per_edge)
         if self.remove_net_force:
-            counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
-            mean = scatter_per_graph(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
-            forces = forces - mean[batch]
+            forces = remove_net_force(forces, batch, n_graphs)
         return forces, per_edge
 
 
@@ -154,9 +157,7 @@ def edge_virial_stress(
     outer = vectors[:, :, None] * edge_forces[:, None, :]  # [n_edges, 3, 3]
     outer = 0.5 * (outer + outer.transpose(1, 2))
     total = -0.5 * scatter_per_graph(outer, edge_graph, n_graphs)  # [n_graphs, 3, 3] eV
-    volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()
-    safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
-    return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], 0.0)
+    return per_volume(total, cell, n_graphs)
 
 
 class EdgeVirialStress(torch.nn.Module):

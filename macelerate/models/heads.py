@@ -55,6 +55,23 @@ def scatter_per_graph(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) 
     return out.index_add_(0, batch, values)
 
 
+def remove_net_force(forces: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """``forces`` [n_atoms, 3] minus each structure's mean force (each structure sums to zero)."""
+    counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
+    mean = scatter_per_graph(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
+    return forces - mean[batch]
+
+
+def per_volume(total: torch.Tensor, cell: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """Stress [n_graphs, 3, 3] eV/Å³: ``total`` [n_graphs, 3, 3] eV over each cell's volume.
+
+    ``cell`` is [3 * n_graphs, 3] (rows, Å); structures of zero volume (molecules) get zero.
+    """
+    volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()
+    safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
+    return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], 0.0)
+
+
 def scalar_feature_columns(irreps: o3.Irreps | str) -> torch.Tensor:
     """Column indices [n_scalars] (int64) of the ``0e`` features in an e3nn layout."""
     o3 = _e3nn().o3
@@ -103,11 +120,7 @@ class DirectForceHead(torch.nn.Module):
         """Forces [n_atoms, 3] in eV/Å (Cartesian) from node features [n_atoms, D]."""
         vectors = self.linear_out(self.gate(self.linear_in(node_feats)))  # [n_atoms, 3], e3nn order
         forces = vectors @ self.to_e3nn.to(vectors.dtype)  # row form of Q^T v: Cartesian (x, y, z)
-        if self.remove_net_force:
-            counts = torch.bincount(batch, minlength=n_graphs).clamp(min=1).to(forces.dtype)
-            mean = scatter_per_graph(forces, batch, n_graphs) / counts[:, None]  # [n_graphs, 3]
-            forces = forces - mean[batch]
-        return forces
+        return remove_net_force(forces, batch, n_graphs) if self.remove_net_force else forces
 
 
 def _symmetric_basis() -> torch.Tensor:
@@ -160,10 +173,7 @@ class DirectStressHead(torch.nn.Module):
         hidden = self.pre(node_feats)
         coefficients = self.linear(node_feats) + self.square(hidden, hidden)  # [n_atoms, 6]
         per_atom = torch.einsum("nk,kij->nij", coefficients, self.basis.to(coefficients.dtype))
-        total = scatter_per_graph(per_atom, batch, n_graphs)  # [n_graphs, 3, 3] eV
-        volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()
-        safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
-        return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], 0.0)
+        return per_volume(scatter_per_graph(per_atom, batch, n_graphs), cell, n_graphs)
 
 
 class ConfidenceHead(torch.nn.Module):

@@ -77,6 +77,20 @@ def epochs_for(steps: int, *, n_structures: int, config: TrainConfig, has_val: b
     return max(1, math.ceil(steps / math.ceil(n_train / config.batch_size)))
 
 
+def stage_config(
+    config: TrainConfig, index: int, steps: int, *, n_structures: int, has_val: bool
+) -> TrainConfig:
+    """``config`` for stage ``index`` (1-based) of ``steps`` steps.
+
+    The checkpoint ``P`` becomes ``P.stage<index>``, resumed only if asked and present.
+    """
+    base = config.checkpoint_path
+    state = f"{base}.stage{index}" if base else None
+    resume = bool(state and config.resume and Path(state).is_file())
+    epochs = epochs_for(steps, n_structures=n_structures, config=config, has_val=has_val)
+    return replace(config, epochs=epochs, max_steps=steps, checkpoint_path=state, resume=resume)
+
+
 def gradual_prune(
     model: torch.nn.Module,
     structures: Sequence[Atoms],
@@ -115,7 +129,6 @@ def gradual_prune(
             f"gradual pruning needs channels that shrink at every stage, from "
             f"{model_channels(current)} channels; got {widths}"
         )
-    base = config.checkpoint_path
     records = []
     calibration = list(structures[:calibration_count])
     for index, stage in enumerate(stages, start=1):
@@ -123,15 +136,10 @@ def gradual_prune(
             current, channels=stage.channels, max_L=stage.max_L, max_ell=stage.max_ell,
             importance=importance, calibration=calibration, label_keys=keys, seed=config.seed,
         )  # fmt: skip
-        state = f"{base}.stage{index}" if base else None
-        resume = bool(state and config.resume and Path(state).is_file())
-        epochs = epochs_for(stage.steps, n_structures=len(structures), config=config,
-                             has_val=val_structures is not None)  # fmt: skip
-        stage_config = replace(
-            config, epochs=epochs, max_steps=stage.steps, checkpoint_path=state, resume=resume
-        )
+        settings = stage_config(config, index, stage.steps, n_structures=len(structures),
+                                has_val=val_structures is not None)  # fmt: skip
         current, report = train(
-            pruned, structures, config=stage_config, val_structures=val_structures, keys=keys,
+            pruned, structures, config=settings, val_structures=val_structures, keys=keys,
             teacher=teacher,
         )  # fmt: skip
         records.append(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +26,7 @@ from macelerate.data.labels import LabelKeys
 from macelerate.models.student import Student, StudentConfig, build_student
 from macelerate.train.config import TrainConfig
 from macelerate.train.errors import TrainConfigError
-from macelerate.train.gradual_prune import epochs_for
+from macelerate.train.gradual_prune import stage_config
 from macelerate.train.loop import TrainReport, train
 
 
@@ -146,22 +145,16 @@ def progressive_distill(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         current = build_student(replace(student, correlation=orders[0]))
-    base = config.checkpoint_path
     records: list[dict[str, Any]] = []
     seconds = 0.0
     report: TrainReport | None = None
     for index, stage in enumerate(stages, start=1):
         if stage.correlation > current.config.correlation:
             current, _ = grow_correlation(current, stage.correlation)
-        state = f"{base}.stage{index}" if base else None
-        resume = bool(state and config.resume and Path(state).is_file())
-        epochs = epochs_for(stage.steps, n_structures=len(structures), config=config,
-                            has_val=val_structures is not None)  # fmt: skip
-        stage_config = replace(
-            config, epochs=epochs, max_steps=stage.steps, checkpoint_path=state, resume=resume
-        )
+        settings = stage_config(config, index, stage.steps, n_structures=len(structures),
+                                has_val=val_structures is not None)  # fmt: skip
         trained, report = train(
-            current, structures, config=stage_config, val_structures=val_structures, keys=keys,
+            current, structures, config=settings, val_structures=val_structures, keys=keys,
             teacher=teacher,
         )  # fmt: skip
         assert isinstance(trained, Student)  # train returns a copy of its model's class
