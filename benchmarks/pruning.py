@@ -10,6 +10,12 @@ trained from scratch with the same number of optimisation steps; the random-impo
 test_MD_300K.
 
     python benchmarks/pruning.py --dataset go --steps 100 [--variants 64:3 32:3 128:2 128:1]
+
+``--plateau-minutes M``: the scratch model is also trained to convergence (plateau learning-rate
+schedule, stopped when the validation loss stalls or after M minutes), with every fifth training
+structure held out for validation (the acac original and the pruned model's recovery train on
+the other 80 % too); the row records the steps and seconds scratch needed to reach the recovered
+pruned model's validation force RMSE, and the test accuracy at the plateau.
 """
 
 from __future__ import annotations
@@ -69,9 +75,37 @@ def fit(model, structures, keys, *, steps: int, lr: float, batch_size: int, seed
         loss=LossWeights(energy=1.0, forces=10.0, huber_delta=0.01), ema_decay=0.99,
         checkpoint_path=f"/tmp/pruning_{name}.state",
     )  # fmt: skip
+    Path(config.checkpoint_path).unlink(missing_ok=True)  # a fresh run each time
     start = time.perf_counter()
     trained, report = train(model, structures, config=config, keys=keys)
     return trained, time.perf_counter() - start
+
+
+def fit_to_plateau(model, structures, validation, keys, *, args, name: str):
+    """Train until the validation loss stalls (plateau schedule) or ``args.plateau_minutes``."""
+    config = TrainConfig(
+        epochs=100_000, batch_size=args.batch_size, lr=args.lr, dtype="float32", seed=args.seed,
+        schedule="plateau", plateau_patience=args.plateau_patience,
+        early_stop_patience=3 * args.plateau_patience, max_seconds=60.0 * args.plateau_minutes,
+        progress=False, loss=LossWeights(energy=1.0, forces=10.0, huber_delta=0.01),
+        ema_decay=0.99, checkpoint_path=f"/tmp/pruning_{name}.state",
+    )  # fmt: skip
+    Path(config.checkpoint_path).unlink(missing_ok=True)
+    return train(model, structures, config=config, val_structures=validation, keys=keys)
+
+
+def steps_to_reach(history: list[dict], target: float) -> dict:
+    """First epoch end whose validation force RMSE (meV/Å) is at or below ``target``."""
+    seconds = 0.0
+    for record in history:
+        seconds += record["seconds"]
+        if record["val_forces_rmse"] is not None and record["val_forces_rmse"] <= target:
+            return {"steps": record["step"], "training_seconds": seconds}
+    return {"steps": None, "training_seconds": None}
+
+
+def validation_force_rmse(model, structures, keys) -> float:
+    return accuracy(model, structures, keys)["force_rmse_meV_per_A"]
 
 
 def scratch_model(pruned: torch.nn.Module, *, seed: int) -> torch.nn.Module:
@@ -81,7 +115,7 @@ def scratch_model(pruned: torch.nn.Module, *, seed: int) -> torch.nn.Module:
 
 
 def run_variant(original, channels, max_ell, max_L, data, *, args) -> dict:
-    train_set, test_set, keys, calibration, timing_atoms = data
+    train_set, test_set, keys, calibration, timing_atoms, validation = data
     row: dict = {"channels": channels, "max_ell": max_ell, "max_L": max_L}
     for importance in ["taylor", *(["random"] if args.controls else [])]:
         pruned, report = prune(
@@ -101,6 +135,25 @@ def run_variant(original, channels, max_ell, max_L, data, *, args) -> dict:
         if importance == "taylor":
             row["parameters"] = count_parameters(pruned)
             row["ms_per_step_float32"] = step_ms(pruned, timing_atoms, dtype="float32")
+    if validation is not None:
+        target = validation_force_rmse(recovered, validation, keys)
+        fresh = scratch_model(pruned, seed=args.seed + 1)
+        name = f"{args.dataset}_{channels}_{max_ell}_plateau"
+        trained, report = fit_to_plateau(fresh, train_set, validation, keys, args=args, name=name)
+        row["plateau"] = {
+            "pruned_validation_force_rmse_meV_per_A": target,
+            "reached_pruned": steps_to_reach(report.history, target),
+            "steps": report.steps,
+            "training_seconds": sum(r["seconds"] for r in report.history),
+            "stop_reason": report.stop_reason,
+            "test": accuracy(trained, test_set, keys),
+            "history": [
+                {k: r[k] for k in ("step", "lr", "val_forces_rmse", "val_energy_rmse", "seconds")}
+                for r in report.history
+            ],
+        }
+        print(channels, max_ell, max_L, "scratch to plateau", row["plateau"]["test"],
+              row["plateau"]["reached_pruned"], report.stop_reason, flush=True)  # fmt: skip
     if args.scratch:
         for multiple in args.scratch_multiples:  # the fair test: scratch with B, 4B, ... steps
             fresh = scratch_model(pruned, seed=args.seed + 1)
@@ -129,15 +182,24 @@ def run_variant(original, channels, max_ell, max_L, data, *, args) -> dict:
     return row
 
 
+def split_validation(structures: list, args) -> tuple[list, list | None]:
+    """(training, validation): every fifth structure held out when a plateau run is asked for."""
+    if not args.plateau_minutes:
+        return structures, None
+    return [a for i, a in enumerate(structures) if i % 5], structures[::5]
+
+
 def go_data(args):
-    train_set = read_structures(SHARED / "go_mace_tutorial/train-10.xyz")
+    train_set, validation = split_validation(
+        read_structures(SHARED / "go_mace_tutorial/train-10.xyz"), args
+    )
     test_set = read_structures(SHARED / "go_mace_tutorial/test-10.xyz")[: args.test]
     original = load(SHARED / "models/go_mace_tutorial/GO_10pct_MACE_swa.model", dtype="float32")
-    return original, (train_set, test_set, GO_KEYS, train_set[:4], test_set[0])
+    return original, (train_set, test_set, GO_KEYS, train_set[:4], test_set[0], validation)
 
 
 def acac_data(args):
-    train_set = read_structures(SHARED / "acac/train_300K.xyz")
+    train_set, validation = split_validation(read_structures(SHARED / "acac/train_300K.xyz"), args)
     test_set = read_structures(SHARED / "acac/test_MD_300K.xyz")[: args.test]
     isolated = {a.numbers[0]: a.get_potential_energy() for a in
                 read_structures(SHARED / "acac/isolated_atoms.xyz")}  # fmt: skip
@@ -150,7 +212,8 @@ def acac_data(args):
     trained, seconds = fit(big, train_set, ACAC_KEYS, steps=args.acac_teacher_steps, lr=args.lr,
                            batch_size=args.batch_size, seed=args.seed, name="acac_big")  # fmt: skip
     print("acac large model", accuracy(trained, test_set, ACAC_KEYS), f"{seconds:.0f} s")
-    return copy.deepcopy(trained), (train_set, test_set, ACAC_KEYS, train_set[:16], test_set[0])
+    data = (train_set, test_set, ACAC_KEYS, train_set[:16], test_set[0], validation)
+    return copy.deepcopy(trained), data
 
 
 def main() -> None:
@@ -170,6 +233,18 @@ def main() -> None:
         nargs="+",
         default=[1],
         help="train the scratch model with these multiples of --steps (1 4 16)",
+    )
+    parser.add_argument(
+        "--plateau-minutes",
+        type=float,
+        default=0.0,
+        help="also train scratch to a validation plateau, at most this long",
+    )
+    parser.add_argument(
+        "--plateau-patience",
+        type=int,
+        default=3,
+        help="epochs without validation gain before the lr halves (stop: 3x)",
     )
     parser.add_argument("--no-controls", dest="controls", action="store_false")
     parser.add_argument("--threads", type=int, default=1)

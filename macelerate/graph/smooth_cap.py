@@ -14,7 +14,7 @@ number of edges into i in the graph)::
     w_ij   = s((t_i - d_ij) / δ)
 
 The root lies in [d_(k) - δ, d_(k) + δ] (d_(k): the hard k-th distance) and is found there by
-safeguarded Newton steps (about five) without gradients.
+safeguarded Schröder steps (about five) without gradients.
 
 Properties (checked in tests/graph/test_smooth_cap.py):
 
@@ -44,19 +44,48 @@ Properties (checked in tests/graph/test_smooth_cap.py):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 MAX_ITERATIONS = 64
-"""Upper bound on root-finding steps (Newton inside the bracket, else bisection)."""
+"""Upper bound on root-finding steps (Schröder inside the bracket, else bisection)."""
 
 TOLERANCE = 1e-13
 """Root accepted when |F_i(t) - k| <= TOLERANCE * k: the weight sum is then k to that accuracy."""
 
 _MARGIN = 1e-6
 """Relative safety margin (of δ) when pruning zero-weight edges: only edges with w == 0 go."""
+
+
+GUESS_MARGIN = 1e-4
+"""Half-width, in units of δ, of the bracket around a threshold guess (a float32 model's edge
+lengths differ from the float64 ones of the graph build by ~1e-7 Å, so its roots by as little)."""
+
+_THRESHOLD_GUESS: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar(
+    "macelerate_cap_threshold_guess", default=None
+)
+
+
+@contextlib.contextmanager
+def threshold_guess(guess: torch.Tensor | None) -> Iterator[None]:
+    """Start the threshold searches of :class:`SmoothCapRadialEmbedding` from ``guess`` here.
+
+    ``guess`` is a graph's ``cap_threshold`` ([n_nodes] Å, written by
+    :func:`select_smooth_cap_edges`). It only speeds the search up: it is used where it brackets
+    a root of the current edge lengths (see :func:`cap_thresholds`) and ignored otherwise, so a
+    stale guess costs time, never accuracy. Restores the previous guess on exit (thread- and
+    task-local, like any ``contextvars`` value).
+    """
+    token = _THRESHOLD_GUESS.set(guess)
+    try:
+        yield
+    finally:
+        _THRESHOLD_GUESS.reset(token)
 
 
 def smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +114,14 @@ def _kth_lengths(
     return lengths[order[start[nodes] + (k - 1)]]
 
 
+def _smoothstep_and_derivatives(x: torch.Tensor) -> torch.Tensor:
+    """[n, 3] columns s(x), ds/dx, d²s/dx² of :func:`smoothstep` (one pass over ``x``)."""
+    u = (x.clamp(-1.0, 1.0) + 1.0) * 0.5
+    v = u * (1.0 - u)
+    value = u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
+    return torch.stack([value, 15.0 * v * v, 15.0 * v * (1.0 - 2.0 * u)], dim=1)
+
+
 def _solve_soft_count(
     base: torch.Tensor,
     lengths: torch.Tensor,
@@ -95,28 +132,70 @@ def _solve_soft_count(
     k: int,
     width: float,
 ) -> torch.Tensor:
-    """Safeguarded Newton for ``base + Σ_j s((t - d_j)/δ) = k`` per slot, inside [low, high].
+    """Safeguarded root-finding for ``base + Σ_j s((t - d_j)/δ) = k`` per slot, in [low, high].
 
+    Steps are Schröder's (Newton on f/f'), t ← t - f f' / (f'² - f f''), which converge
+    quadratically at roots of any multiplicity: where the k-th neighbour's switch ends just as
+    the next one's starts, f' vanishes at the root (a triple root) and plain Newton crawls.
+    A step that leaves the bracket or does not shrink |f| fourfold is replaced by bisection.
     Any root will do: where F = k on an interval, every weight is 0 or 1 anywhere on it.
     """
     t = 0.5 * (low + high)
     previous = torch.full_like(t, float("inf"))  # |F - k| of the step before
+    zeros = torch.zeros((base.shape[0], 3), dtype=base.dtype, device=base.device)
     for _ in range(MAX_ITERATIONS):
-        x = (t[slots] - lengths) / width
-        excess = base.index_add(0, slots, smoothstep(x)) - k  # F(t) - k
-        slope = torch.zeros_like(base).index_add_(0, slots, smoothstep_derivative(x)) / width
+        sums = zeros.index_add(0, slots, _smoothstep_and_derivatives((t[slots] - lengths) / width))
+        excess = base + sums[:, 0] - k  # F(t) - k
+        slope, curvature = sums[:, 1] / width, sums[:, 2] / (width * width)
         done = (excess.abs() <= TOLERANCE * k) | (high - low <= 1e-15 * high.abs())
         if bool(done.all()):
             break
         high = torch.where(excess >= 0, t, high)
         low = torch.where(excess >= 0, low, t)
-        newton = t - excess / torch.where(slope > 0, slope, torch.ones_like(slope))
-        # Newton crawls (linearly) towards the end of an interval where F = k; bisect instead.
+        denominator = slope * slope - excess * curvature
+        step = t - excess * slope / torch.where(denominator > 0, denominator, torch.ones_like(t))
         fast = excess.abs() < 0.25 * previous
-        newton_ok = fast & (slope > 0) & (newton > low) & (newton < high)
-        t = torch.where(done, t, torch.where(newton_ok, newton, 0.5 * (low + high)))
+        step_ok = fast & (denominator > 0) & (step > low) & (step < high)
+        t = torch.where(done, t, torch.where(step_ok, step, 0.5 * (low + high)))
         previous = excess.abs()
     return t
+
+
+def _refine_guess(
+    guess: torch.Tensor,
+    lengths: torch.Tensor,
+    receivers: torch.Tensor,
+    nodes: torch.Tensor,
+    *,
+    n_nodes: int,
+    k: int,
+    width: float,
+    ceiling: float,
+) -> torch.Tensor | None:
+    """Thresholds of the capped ``nodes`` searched near ``guess`` [n_capped], or None.
+
+    None unless, for every node, ``F(guess - m) <= k <= F(guess + m)`` (a root in between), or,
+    for a guess at the ceiling, ``F(ceiling) <= k`` (the root lies at or beyond it).
+    """
+    slot = torch.full((n_nodes,), -1, dtype=torch.int64, device=lengths.device)
+    slot[nodes] = torch.arange(nodes.numel(), device=lengths.device)
+    edge_slot = slot[receivers]
+    capped = edge_slot >= 0
+    window, slots = lengths[capped], edge_slot[capped]
+    at_ceiling = guess >= ceiling
+    margin = GUESS_MARGIN * width
+    low = torch.where(at_ceiling, torch.full_like(guess, ceiling), guess - margin)
+    high = torch.where(at_ceiling, low, guess + margin)
+    ends = torch.stack([low, high], dim=1)  # [n_capped, 2]
+    counts = torch.zeros_like(ends).index_add_(
+        0, slots, smoothstep((ends[slots] - window[:, None]) / width)
+    )  # F at both ends
+    slack = TOLERANCE * k
+    valid = (counts[:, 0] <= k + slack) & (at_ceiling | (counts[:, 1] >= k - slack))
+    if not bool(valid.all()):
+        return None
+    base = torch.zeros_like(guess)
+    return _solve_soft_count(base, window, slots, low, high, k=k, width=width)
 
 
 @torch.no_grad()
@@ -128,6 +207,7 @@ def cap_thresholds(
     max_neighbors: int,
     width: float,
     ceiling: float,
+    guess: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-receiver thresholds ``t_i = min(root of F_i(t) = k, ceiling)``, without gradients.
 
@@ -138,6 +218,10 @@ def cap_thresholds(
         max_neighbors: k >= 1.
         width: δ > 0 in Å, the half-width of the switch.
         ceiling: largest threshold in Å (the model cutoff + δ).
+        guess: [n_nodes] thresholds in Å of (nearly) the same edge lengths, e.g. from the graph
+            build. Where ``[guess - m, guess + m]`` (m = :data:`GUESS_MARGIN` · δ) brackets a
+            root for every capped receiver, the search starts there (a few steps, no sort);
+            otherwise the guess is ignored. The result is a root either way.
 
     Returns:
         t: [n_nodes] float64 thresholds in Å.
@@ -151,6 +235,14 @@ def cap_thresholds(
     nodes = torch.nonzero(counts > max_neighbors).squeeze(1)  # [n_capped]
     if nodes.numel() == 0:
         return thresholds
+    if guess is not None and guess.shape == (n_nodes,):
+        refined = _refine_guess(
+            guess.detach().to(torch.float64)[nodes], lengths, receivers, nodes, n_nodes=n_nodes,
+            k=max_neighbors, width=width, ceiling=ceiling,
+        )  # fmt: skip
+        if refined is not None:
+            thresholds[nodes] = refined
+            return thresholds
     kth = _kth_lengths(lengths, receivers, nodes, counts, max_neighbors)  # [n_capped]
     slot = torch.full((n_nodes,), -1, dtype=torch.int64, device=lengths.device)
     slot[nodes] = torch.arange(nodes.numel(), device=lengths.device)
@@ -177,6 +269,7 @@ def smooth_cap_weights(
     max_neighbors: int,
     width: float,
     ceiling: float,
+    guess: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Differentiable smooth-cap weights ``w_ij`` (see the module docstring).
 
@@ -187,13 +280,14 @@ def smooth_cap_weights(
         max_neighbors: k, the number of full-weight neighbours an atom may have.
         width: δ in Å.
         ceiling: the largest threshold in Å, the model cutoff + δ.
+        guess: [n_nodes] starting thresholds in Å (see :func:`cap_thresholds`), or None.
 
     Returns:
         w: [n_edges] weights in [0, 1], dtype of ``lengths``; gradients include dt_i/dd_ij.
     """
     threshold = cap_thresholds(
         lengths, receivers, n_nodes=n_nodes, max_neighbors=max_neighbors, width=width,
-        ceiling=ceiling,
+        ceiling=ceiling, guess=guess,
     )  # fmt: skip
     detached = lengths.detach()
     slope = smoothstep_derivative((threshold[receivers] - detached.double()) / width)
@@ -236,6 +330,24 @@ def smooth_cap_keep(
     Returns:
         keep: [n_kept] int64 edge indices in ascending order.
     """
+    keep, _ = _keep_and_thresholds(
+        edge_index, lengths, n_nodes=n_nodes, max_neighbors=max_neighbors, width=width,
+        cutoff=cutoff, keep_within=keep_within,
+    )  # fmt: skip
+    return keep
+
+
+def _keep_and_thresholds(
+    edge_index: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    n_nodes: int,
+    max_neighbors: int,
+    width: float,
+    cutoff: float,
+    keep_within: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`smooth_cap_keep`'s edge indices, [n_nodes] float64 thresholds in Å)."""
     lengths_t = torch.from_numpy(np.asarray(lengths, dtype=np.float64))
     receivers = torch.from_numpy(np.asarray(edge_index[1], dtype=np.int64))
     threshold = cap_thresholds(
@@ -244,7 +356,7 @@ def smooth_cap_keep(
     ).numpy()  # fmt: skip
     limit = threshold[edge_index[1]] + width * (1.0 + _MARGIN)
     keep = (lengths < limit) | (lengths < keep_within)
-    return np.flatnonzero(keep).astype(np.int64)
+    return np.flatnonzero(keep).astype(np.int64), threshold
 
 
 def edge_lengths(graph: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -265,11 +377,13 @@ def select_smooth_cap_edges(
     """A copy of ``graph`` without the edges whose smooth-cap weight is exactly 0.
 
     ``graph`` should be built with cutoff ``cutoff + 2 * width`` and no hard cap (see
-    :func:`smooth_cap_keep` for the arguments). The input dictionary is not modified.
+    :func:`smooth_cap_keep` for the arguments). The input dictionary is not modified. The copy
+    also carries ``cap_threshold``: [n_atoms] float64 thresholds t_i in Å, which a student's
+    forward passes to its threshold searches as a starting point (:func:`threshold_guess`).
     """
     with torch.no_grad():
         lengths = edge_lengths(graph).double().cpu().numpy()
-    keep = smooth_cap_keep(
+    keep, threshold = _keep_and_thresholds(
         graph["edge_index"].cpu().numpy(), lengths, n_nodes=int(graph["positions"].shape[0]),
         max_neighbors=max_neighbors, width=width, cutoff=cutoff, keep_within=keep_within,
     )  # fmt: skip
@@ -278,6 +392,7 @@ def select_smooth_cap_edges(
     pruned["edge_index"] = graph["edge_index"][:, index]
     for key in ("shifts", "unit_shifts"):
         pruned[key] = graph[key][index]
+    pruned["cap_threshold"] = torch.from_numpy(threshold).to(graph["positions"].device)
     return pruned
 
 
@@ -333,6 +448,7 @@ class SmoothCapRadialEmbedding(torch.nn.Module):
         weights = smooth_cap_weights(
             edge_lengths.squeeze(-1), edge_index[1], n_nodes=node_attrs.shape[0],
             max_neighbors=self.max_neighbors, width=self.width, ceiling=self.cutoff + self.width,
+            guess=_THRESHOLD_GUESS.get(),
         ).unsqueeze(-1)  # fmt: skip  # [n_edges, 1]
         return edge_feats, weights if cutoff is None else cutoff * weights
 

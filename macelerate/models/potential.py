@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,9 +77,8 @@ def float_dtype(model: torch.nn.Module) -> torch.dtype:
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of ``model``'s first parameter or buffer (CPU if it has none)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)  # lazy: no full list
+    return torch.device("cpu") if first is None else first.device
 
 
 def _edge_width(model: torch.nn.Module) -> int:

@@ -37,7 +37,11 @@ from macelerate._torch_state import default_dtype
 from macelerate.errors import MacelerateError, ModelFileError
 from macelerate.graph.batch import build_graph
 from macelerate.graph.model_options import model_graph_options, select_model_edges
-from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding, smooth_cap_weights
+from macelerate.graph.smooth_cap import (
+    SmoothCapRadialEmbedding,
+    smooth_cap_weights,
+    threshold_guess,
+)
 from macelerate.graph.validation import DEFAULT_MIN_DISTANCE
 from macelerate.mace.config import (
     build_mace_model,
@@ -313,12 +317,13 @@ class Student(torch.nn.Module):
         data = dict(graph)
         positions = graph["positions"]  # a caller differentiating through positions keeps them
         data["positions"] = positions if positions.requires_grad else positions.detach()
-        out = self.backbone(
-            data,
-            training=training,
-            compute_force=compute_force and self.force_head is None,
-            compute_stress=compute_stress and self.stress_head is None,
-        )
+        with threshold_guess(graph.get("cap_threshold")):  # the graph build's smooth-cap roots
+            out = self.backbone(
+                data,
+                training=training,
+                compute_force=compute_force and self.force_head is None,
+                compute_stress=compute_stress and self.stress_head is None,
+            )
         node_feats = out["node_feats"]
         n_graphs = int(graph["ptr"].numel()) - 1
         result = {
@@ -364,7 +369,7 @@ class Student(torch.nn.Module):
             cap_weight = smooth_cap_weights(
                 lengths.squeeze(-1), edge_index[1], n_nodes=int(node_feats.shape[0]),
                 max_neighbors=int(self.config.max_neighbors), width=width,
-                ceiling=self.r_max + width,
+                ceiling=self.r_max + width, guess=data.get("cap_threshold"),
             ).to(vectors.dtype)  # fmt: skip
         assert isinstance(self.force_head, EdgeForceHead)
         forces, edge_forces = self.force_head(

@@ -141,6 +141,8 @@ def collate(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor
     )
     cat["batch"] = torch.repeat_interleave(torch.arange(len(graphs)), torch.tensor(counts))
     cat["ptr"] = torch.from_numpy(offsets.astype(np.int64))
+    if all("cap_threshold" in g for g in graphs):  # smooth-cap roots, a start for the model's
+        cat["cap_threshold"] = torch.cat([g["cap_threshold"] for g in graphs])
     return cat
 
 

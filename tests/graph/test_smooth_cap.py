@@ -10,13 +10,15 @@ import torch
 from ase import Atoms
 
 from macelerate._mace import quiet_model_construction
-from macelerate.graph import build_graph
+from macelerate.graph import build_graph, smooth_cap
 from macelerate.graph.smooth_cap import (
     SmoothCapRadialEmbedding,
+    cap_thresholds,
     edge_lengths,
     select_smooth_cap_edges,
     smooth_cap_keep,
     smooth_cap_weights,
+    threshold_guess,
 )
 from macelerate.testing import rotation_matrix, tiny_mace
 
@@ -88,6 +90,73 @@ def test_pruning_keeps_exactly_the_edges_with_nonzero_weight():
         rtol=0, atol=1e-12,
     )  # fmt: skip
     assert pruned["edge_index"].shape[1] == keep.size and graph["edge_index"].shape[1] > keep.size
+
+
+def _soft_count(lengths, receivers, thresholds, *, n_nodes, width=WIDTH):
+    x = (thresholds[receivers] - lengths) / width
+    return torch.zeros(n_nodes, dtype=torch.float64).index_add_(
+        0, receivers, smooth_cap.smoothstep(x)
+    )
+
+
+def test_threshold_at_a_triple_root_is_found_in_few_steps(monkeypatch):
+    # k = 1 and a gap of exactly 2δ: the first switch ends where the second starts, so F - 1
+    # behaves like (t - t0)^3 at the root, where plain Newton converges only linearly
+    lengths = torch.tensor([1.0, 1.0 + 2 * WIDTH], dtype=torch.float64)
+    receivers = torch.zeros(2, dtype=torch.int64)
+    evaluations = []
+    original = smooth_cap._smoothstep_and_derivatives
+    monkeypatch.setattr(smooth_cap, "_smoothstep_and_derivatives",
+                        lambda x: evaluations.append(1) or original(x))  # fmt: skip
+    (t,) = cap_thresholds(lengths, receivers, n_nodes=1, max_neighbors=1, width=WIDTH, ceiling=5.0)
+    count = _soft_count(lengths, receivers, t[None], n_nodes=1)
+    assert abs(count.item() - 1.0) <= smooth_cap.TOLERANCE
+    assert t.item() == pytest.approx(1.0 + WIDTH, abs=1e-3 * WIDTH)
+    assert len(evaluations) <= 8  # Newton steps safeguarded by bisection took 19 here
+
+
+def _random_graph(seed):
+    rng = np.random.default_rng(seed)
+    atoms = Atoms("C40", positions=rng.random((40, 3)) * 6.0, cell=np.eye(3) * 6.0, pbc=True)
+    graph = build_graph(atoms, cutoff=R_MAX + 2 * WIDTH, min_distance=None)
+    return graph, edge_lengths(graph), graph["edge_index"][1]
+
+
+def test_a_guess_from_float64_lengths_gives_the_roots_of_float32_lengths_without_a_sort(
+    monkeypatch,
+):
+    _, lengths, receivers = _random_graph(6)
+    options = {"n_nodes": 40, "max_neighbors": 8, "width": WIDTH, "ceiling": R_MAX + WIDTH}
+    guess = cap_thresholds(lengths, receivers, **options)
+    rounded = lengths.float().double()  # what a float32 model computes
+    fresh = cap_thresholds(rounded, receivers, **options)
+
+    def no_sort(*args, **kwargs):
+        raise AssertionError("the guess should have been used")
+
+    monkeypatch.setattr(smooth_cap, "_kth_lengths", no_sort)
+    warm = cap_thresholds(rounded, receivers, guess=guess, **options)
+    capped = torch.bincount(receivers, minlength=40) > 8
+    assert capped.sum() > 30 and (warm[capped] < R_MAX + WIDTH).any()
+    counts = _soft_count(rounded, receivers, warm, n_nodes=40)
+    inside = capped & (warm < R_MAX + WIDTH)
+    assert (counts[inside] - 8).abs().max() <= 8 * smooth_cap.TOLERANCE
+    torch.testing.assert_close(warm, fresh, rtol=0, atol=1e-9)
+
+
+def test_a_stale_guess_is_ignored():
+    graph, lengths, receivers = _random_graph(7)
+    options = {"n_nodes": 40, "max_neighbors": 8, "width": WIDTH, "ceiling": R_MAX + WIDTH}
+    moved = dict(graph)
+    moved["positions"] = graph["positions"] + 0.05 * torch.randn(
+        graph["positions"].shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    new_lengths = edge_lengths(moved)
+    stale = cap_thresholds(lengths, receivers, **options)
+    fresh = cap_thresholds(new_lengths, receivers, **options)
+    warm = cap_thresholds(new_lengths, receivers, guess=stale, **options)
+    assert (stale - fresh).abs().max() > 1e-3  # the guess is far from the new roots
+    torch.testing.assert_close(warm, fresh, rtol=0, atol=1e-9)
 
 
 # --- a tiny MACE with the cap -------------------------------------------------------------------
@@ -193,3 +262,9 @@ def test_pruned_graph_gives_the_same_energies_and_forces(plain):
     outs = [smooth(dict(graph), compute_force=True) for graph in (full, pruned)]
     torch.testing.assert_close(outs[1]["energy"], outs[0]["energy"], rtol=0, atol=1e-10)
     torch.testing.assert_close(outs[1]["forces"], outs[0]["forces"], rtol=0, atol=1e-10)
+    # the pruned graph carries the thresholds; started from them the model gives the same result
+    assert pruned["cap_threshold"].shape == (12,)
+    with threshold_guess(pruned["cap_threshold"]):
+        warm = smooth(dict(pruned), compute_force=True)
+    torch.testing.assert_close(warm["energy"], outs[0]["energy"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(warm["forces"], outs[0]["forces"], rtol=0, atol=1e-10)

@@ -63,6 +63,23 @@ def test_collate_equals_one_build_graph_call():
         torch.testing.assert_close(collated[key], value, rtol=0, atol=0)
 
 
+def test_collate_keeps_the_smooth_cap_thresholds():
+    from macelerate.graph.smooth_cap import select_smooth_cap_edges
+
+    structures = [ethanols(1)[0], silicon_cells(1)[0]]
+    options = {"max_neighbors": 3, "width": 0.2, "cutoff": 3.6}
+    single = [
+        select_smooth_cap_edges(build_graph(a, cutoff=4.0, z_table=ELEMENTS), **options)
+        for a in structures
+    ]
+    batched = select_smooth_cap_edges(build_graph(structures, cutoff=4.0, z_table=ELEMENTS),
+                                      **options)  # fmt: skip
+    collated = collate(single)
+    torch.testing.assert_close(collated["cap_threshold"], batched["cap_threshold"], rtol=0,
+                               atol=1e-12)  # fmt: skip
+    assert (batched["cap_threshold"] < 3.8).any()  # the cap acts somewhere
+
+
 def test_missing_label_names_the_available_keys(student):
     atoms = ethanols(1)[0]
     atoms.info["REF_energy"] = -1.0
