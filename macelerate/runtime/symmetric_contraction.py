@@ -125,26 +125,29 @@ class FastContraction(torch.nn.Module):
 
         ``B[m] = sum_i x_i v[m, i]`` with ``v = sum_nu T_nu . x^(nu - 1)`` (outer powers of x):
         one well-shaped matrix product per order instead of one small contraction per index.
+        Nodes are the innermost axis, so the outer powers and the final sum run over long
+        contiguous rows (with few components, 9 for max_ell 2, a node-major layout spends most
+        of its time on broadcasting 9-element rows).
 
         Args:
-            x: [c, B, i_live] features of B nodes of the element, channels first.
+            x: [c, i_live, B] features of B nodes of the element, channels first, nodes last.
             tables: from :meth:`tables`.
             slot: index of the element in the ``elements`` the tables were built for.
 
         Returns:
-            [c, B, m]
+            [c, m, B]
         """
-        channels, n_nodes, n_live = x.shape
-        v = tables[1][slot].expand(channels, n_nodes, -1)  # [c, B, m * i]
+        channels, n_live, n_nodes = x.shape
+        v = tables[1][slot].transpose(1, 2).expand(channels, -1, n_nodes)  # [c, m * i, B]
         power = x
         for nu in range(2, self.correlation + 1):
-            v = torch.baddbmm(v, power, tables[nu][slot])  # + T_nu . x^(nu-1)
+            v = torch.baddbmm(v, tables[nu][slot].transpose(1, 2), power)  # + T_nu . x^(nu-1)
             if nu == 2 and self.correlation > 2:  # x (x) x, rows of T_3 symmetric
                 power = SymmetricOuterSquare.apply(x)
-            elif nu < self.correlation:  # next outer power: [c, B, i^nu]
-                power = (power.unsqueeze(-1) * x.unsqueeze(-2)).reshape(channels, n_nodes, -1)
-        v = v.view(channels, n_nodes, self.dim_out, n_live)
-        return (v * x.unsqueeze(2)).sum(-1)
+            elif nu < self.correlation:  # next outer power: [c, i^nu, B]
+                power = (power.unsqueeze(2) * x.unsqueeze(1)).reshape(channels, -1, n_nodes)
+        v = v.view(channels, self.dim_out, n_live, n_nodes)
+        return (v * x.unsqueeze(1)).sum(2)
 
 
 def _symmetrized(coupling: torch.Tensor, nu: int, n: int) -> torch.Tensor:
@@ -164,7 +167,7 @@ def _symmetrized(coupling: torch.Tensor, nu: int, n: int) -> torch.Tensor:
 
 
 class SymmetricOuterSquare(torch.autograd.Function):
-    """``x (x) x``: [c, B, i] -> [c, B, i * i], for gradients that are symmetric in the pair.
+    """``x (x) x``: [c, i, B] -> [c, i * i, B], for gradients that are symmetric in the pair.
 
     Used where the outer square only meets tables symmetric in its two indices: then
     ``grad_x = 2 * sum_j g[j, k] x_j``, one contraction instead of autograd's two. The backward
@@ -174,14 +177,15 @@ class SymmetricOuterSquare(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return (x.unsqueeze(-1) * x.unsqueeze(-2)).reshape(*x.shape[:-1], -1)
+        channels, n, n_nodes = x.shape
+        return (x.unsqueeze(2) * x.unsqueeze(1)).reshape(channels, n * n, n_nodes)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        n = x.shape[-1]
-        square = grad.reshape(*x.shape[:-1], n, n)
-        return 2.0 * (square * x.unsqueeze(-1)).sum(-2)
+        channels, n, n_nodes = x.shape
+        square = grad.reshape(channels, n, n, n_nodes)
+        return 2.0 * (square * x.unsqueeze(2)).sum(1)
 
 
 def _same_key(a: CacheKey, b: CacheKey) -> bool:
@@ -223,7 +227,7 @@ class FastSymmetricContraction(torch.nn.Module):
         present = [e for e, count in enumerate(counts) if count]
         if self.live.numel() != x.shape[2]:
             x = x.index_select(2, self.live)
-        grouped = x.index_select(0, order).permute(1, 0, 2)  # [c, n, i], nodes by element
+        grouped = x.index_select(0, order).permute(1, 2, 0)  # [c, i, n], nodes by element
         present_t = torch.tensor(present, dtype=torch.long, device=x.device)
         pieces = []
         contractions = cast(list[FastContraction], list(self.contractions))
@@ -232,10 +236,11 @@ class FastSymmetricContraction(torch.nn.Module):
             outs, start = [], 0
             for slot, element in enumerate(present):
                 stop = start + counts[element]
-                outs.append(contraction.evaluate(grouped[:, start:stop], tables, slot))
+                nodes = grouped[:, :, start:stop].contiguous()
+                outs.append(contraction.evaluate(nodes, tables, slot))
                 start = stop
-            out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]  # [c, n, m]
-            pieces.append(out.permute(1, 0, 2).reshape(n_nodes, -1))
+            out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # [c, m, n]
+            pieces.append(out.permute(2, 0, 1).reshape(n_nodes, -1))
         result = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(n_nodes, device=x.device)
