@@ -1,31 +1,33 @@
-"""MACE's symmetric contraction as per-element polynomial tables and batched matrix products.
+"""MACE's symmetric contraction as a sparse polynomial: only the monomials its couplings use.
 
 mace-torch evaluates each product basis (MACE paper, Eqs. 10-11), for node b of element e_b and
 channel c, as::
 
     B[b, c, m] = sum_nu sum_i sum_p U_nu[m, i_1..i_nu, p] W_nu[e_b, p, c] x[b,c,i_1]..x[b,c,i_nu]
 
-with opt_einsum contractions that are generic in the element one-hot ``y[b, e]``; the tensors it
-forms scale with the number of nodes times the size of the dense U tables. Here the coupling
-coefficients and the weights are multiplied first, once per element (independent of the graph)::
+with opt_einsum contractions over the dense U tables, which are mostly zero (selection rules:
+for GO-MACE's scalar output from 16 components at correlation 3, 352 of the 4,096 entries of U_3
+are non-zero). The product x_i1..x_inu does not depend on the order of its indices, so the sum
+collapses onto the distinct monomials (sorted index tuples) whose summed coupling is non-zero::
 
-    T_nu[e, c, m, i_1..i_nu] = sum_p U_nu[m, i_1..i_nu, p] W_nu[e, p, c]
+    C_nu[m, n, p]  = sum over the orderings (i_1..i_nu) of monomial n of U_nu[m, i_1..i_nu, p]
+    K[e, c, m, n]  = sum_p C_nu[m, n, p] W_nu[e, p, c]         (per element, graph-independent)
+    B[b, c, m]     = sum_n K[e_b, c, m, n] prod_{k in n} x[b, c, k]
 
-and the polynomial is evaluated for the nodes of each element with channels as the batch of
-matrix products: ``v = sum_nu T_nu . x^(nu-1)`` (outer powers of x, one well-shaped product per
-order), then ``B[m] = sum_i x_i v[m, i]``. This is the same sum in another order: results equal
-mace-torch's to floating-point rounding, forward and backward (and double backward: everything
-is differentiable torch operations). With frozen weights (inference) the tables are computed
-once and cached.
+GO-MACE's first product needs 94 monomials (1 + 16 + 77) instead of 4,368 dense products per
+node and channel. The monomials are gathered from the features of each element's nodes (nodes
+innermost, so every operation runs over long contiguous rows) and weighted with one batched
+matrix product per element. This is the same sum in another order: results equal mace-torch's
+to floating-point rounding, forward and backward (and double backward: everything is
+differentiable torch operations). With frozen weights (inference) K is computed once and cached.
 
 Input components that are known to be exactly zero (``live_components``; for example the
-higher-L features of an interaction whose linear maps them to zero) are dropped from the tables,
-which is exact and shrinks ``i``.
+higher-L features of an interaction whose linear maps them to zero) are dropped before the
+monomials are formed, which is exact.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -67,7 +69,11 @@ class FastContraction(torch.nn.Module):
         live = range(self.n_components) if live_components is None else live_components
         live_index = torch.as_tensor(list(live), dtype=torch.long)
         self.register_buffer("live", live_index, persistent=False)
-        self._cache: tuple[CacheKey, dict[int, torch.Tensor]] | None = None
+        for nu in range(1, self.correlation + 1):
+            index, coupling = _monomials(self._coupling(nu), nu, int(live_index.numel()))
+            self.register_buffer(f"monomials_{nu}", index, persistent=False)
+            self.register_buffer(f"monomial_coupling_{nu}", coupling, persistent=False)
+        self._cache: tuple[CacheKey, torch.Tensor] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -88,11 +94,9 @@ class FastContraction(torch.nn.Module):
             u = u.index_select(axis, self.live)
         return u.reshape(self.dim_out, -1, u.shape[-1])
 
-    def tables(self, elements: torch.Tensor) -> dict[int, torch.Tensor]:
-        """T_nu for ``elements``: {nu: [n_present, c, i^(nu-1), m * i]}.
+    def tables(self, elements: torch.Tensor) -> torch.Tensor:
+        """K for ``elements``: [n_present, c, m, n_monomials], all orders concatenated.
 
-        Row index: the first nu - 1 input indices (contracted with the outer power of ``x``);
-        column: the output component and the last input index (contracted with ``x`` last).
         Cached while no weight requires gradients and the weights are the same tensors, unchanged
         (identity and version counter: a new tensor reusing freed memory never matches).
         """
@@ -102,32 +106,33 @@ class FastContraction(torch.nn.Module):
         cached = self._cache
         if frozen and cached is not None and _same_key(cached[0], key):
             return cached[1]
-        n_live = int(self.live.numel())
-        tables = {}
-        for nu, weight in zip(range(1, self.correlation + 1), weights):
-            coupling = _symmetrized(self._coupling(nu).to(weight.dtype), nu, n_live)  # [m, q, P]
-            table = torch.einsum("mqp,epc->ecmq", coupling, weight.index_select(0, elements))
-            shape = (len(elements), self.num_features, self.dim_out, n_live ** (nu - 1), n_live)
-            # [e, c, m, rows, i] -> [e, c, rows, m, i]
-            tables[nu] = (
-                table.reshape(shape)
-                .transpose(2, 3)
-                .reshape(
-                    len(elements), self.num_features, n_live ** (nu - 1), self.dim_out * n_live
-                )
+        blocks = [
+            torch.einsum(
+                "mnp,epc->ecmn",
+                getattr(self, f"monomial_coupling_{nu}").to(weight.dtype),
+                weight.index_select(0, elements),
             )
+            for nu, weight in zip(range(1, self.correlation + 1), weights)
+        ]
+        tables = torch.cat(blocks, dim=3)
         if frozen:
             self._cache = (key, tables)
         return tables
 
-    def evaluate(self, x: torch.Tensor, tables: dict[int, torch.Tensor], slot: int) -> torch.Tensor:
-        """The polynomial for the nodes of one element.
+    def monomials(self, x: torch.Tensor) -> torch.Tensor:
+        """[c, n_monomials, B]: the products ``prod_{k in n} x[:, k]`` of every order, from
+        ``x`` [c, i_live, B]."""
+        terms = []
+        for nu in range(1, self.correlation + 1):
+            index = getattr(self, f"monomials_{nu}")  # [n_monomials, nu]
+            term = x.index_select(1, index[:, 0])
+            for position in range(1, nu):
+                term = term * x.index_select(1, index[:, position])
+            terms.append(term)
+        return torch.cat(terms, dim=1) if len(terms) > 1 else terms[0]
 
-        ``B[m] = sum_i x_i v[m, i]`` with ``v = sum_nu T_nu . x^(nu - 1)`` (outer powers of x):
-        one well-shaped matrix product per order instead of one small contraction per index.
-        Nodes are the innermost axis, so the outer powers and the final sum run over long
-        contiguous rows (with few components, 9 for max_ell 2, a node-major layout spends most
-        of its time on broadcasting 9-element rows).
+    def evaluate(self, x: torch.Tensor, tables: torch.Tensor, slot: int) -> torch.Tensor:
+        """The polynomial for the nodes of one element: ``B[c, m] = sum_n K[c, m, n] x^n``.
 
         Args:
             x: [c, i_live, B] features of B nodes of the element, channels first, nodes last.
@@ -137,55 +142,31 @@ class FastContraction(torch.nn.Module):
         Returns:
             [c, m, B]
         """
-        channels, n_live, n_nodes = x.shape
-        v = tables[1][slot].transpose(1, 2).expand(channels, -1, n_nodes)  # [c, m * i, B]
-        power = x
-        for nu in range(2, self.correlation + 1):
-            v = torch.baddbmm(v, tables[nu][slot].transpose(1, 2), power)  # + T_nu . x^(nu-1)
-            if nu == 2 and self.correlation > 2:  # x (x) x, rows of T_3 symmetric
-                power = SymmetricOuterSquare.apply(x)
-            elif nu < self.correlation:  # next outer power: [c, i^nu, B]
-                power = (power.unsqueeze(2) * x.unsqueeze(1)).reshape(channels, -1, n_nodes)
-        v = v.view(channels, self.dim_out, n_live, n_nodes)
-        return (v * x.unsqueeze(1)).sum(2)
+        return torch.bmm(tables[slot], self.monomials(x))
 
 
-def _symmetrized(coupling: torch.Tensor, nu: int, n: int) -> torch.Tensor:
-    """The coupling [m, n^nu, P] averaged over all permutations of its nu input indices.
+def _monomials(coupling: torch.Tensor, nu: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct order-``nu`` monomials a coupling uses, and their summed couplings.
 
-    The polynomial is unchanged (the product of the x's is symmetric); symmetric tables make the
-    gradient of ``x (x) x`` one contraction instead of two (:class:`SymmetricOuterSquare`).
+    Args:
+        coupling: U_nu on the live components, [m, n^nu, P] (index tuples row-major).
+        nu: the order.
+        n: live components.
+
+    Returns:
+        (index [n_monomials, nu] sorted component indices of each monomial, coupling
+        [m, n_monomials, P] summed over the orderings of each), keeping the monomials whose
+        summed coupling is not exactly zero for some (m, p).
     """
-    if nu < 2:
-        return coupling
-    full = coupling.reshape(coupling.shape[0], *([n] * nu), coupling.shape[-1])
-    permutations = list(itertools.permutations(range(1, nu + 1)))
-    total = full.permute(0, *permutations[0], nu + 1)
-    for order in permutations[1:]:
-        total = total + full.permute(0, *order, nu + 1)
-    return (total / len(permutations)).reshape(coupling.shape)
-
-
-class SymmetricOuterSquare(torch.autograd.Function):
-    """``x (x) x``: [c, i, B] -> [c, i * i, B], for gradients that are symmetric in the pair.
-
-    Used where the outer square only meets tables symmetric in its two indices: then
-    ``grad_x = 2 * sum_j g[j, k] x_j``, one contraction instead of autograd's two. The backward
-    is built from differentiable operations (double backward works).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        channels, n, n_nodes = x.shape
-        return (x.unsqueeze(2) * x.unsqueeze(1)).reshape(channels, n * n, n_nodes)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        channels, n, n_nodes = x.shape
-        square = grad.reshape(channels, n, n, n_nodes)
-        return 2.0 * (square * x.unsqueeze(2)).sum(1)
+    grid = torch.arange(n, device=coupling.device)
+    tuples = torch.cartesian_prod(*([grid] * nu)) if nu > 1 else grid[:, None]  # [n^nu, nu]
+    unique, inverse = torch.unique(tuples.sort(dim=1).values, dim=0, return_inverse=True)
+    summed = torch.zeros(
+        (coupling.shape[0], unique.shape[0], coupling.shape[-1]),
+        dtype=coupling.dtype, device=coupling.device,
+    ).index_add_(1, inverse, coupling)  # fmt: skip
+    used = summed.abs().amax(dim=(0, 2)) > 0
+    return unique[used], summed[:, used]
 
 
 def _same_key(a: CacheKey, b: CacheKey) -> bool:
