@@ -101,37 +101,39 @@ def smoothstep_derivative(x: torch.Tensor) -> torch.Tensor:
 
 
 def _kth_lengths(
-    lengths: torch.Tensor,
-    receivers: torch.Tensor,
-    nodes: torch.Tensor,
-    counts: torch.Tensor,
-    k: int,
-) -> torch.Tensor:
+    lengths: np.ndarray, receivers: np.ndarray, nodes: np.ndarray, counts: np.ndarray, k: int
+) -> np.ndarray:
     """Hard k-th smallest incoming edge length of each receiver in ``nodes`` (count > k)."""
     span = float(lengths.max()) + 1.0
-    order = torch.argsort(receivers.to(torch.float64) * span + lengths)  # receiver, then length
-    start = torch.cumsum(counts, 0) - counts
+    order = np.argsort(receivers * span + lengths)  # receiver, then length
+    start = np.cumsum(counts) - counts
     return lengths[order[start[nodes] + (k - 1)]]
 
 
-def _smoothstep_and_derivatives(x: torch.Tensor) -> torch.Tensor:
-    """[n, 3] columns s(x), ds/dx, d²s/dx² of :func:`smoothstep` (one pass over ``x``)."""
-    u = (x.clamp(-1.0, 1.0) + 1.0) * 0.5
+def _switch_sums(
+    x: np.ndarray, slots: np.ndarray, n_slots: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slot, the sums of s(x), ds/dx and d²s/dx² of :func:`smoothstep` (x: [n_window])."""
+    u = (np.clip(x, -1.0, 1.0) + 1.0) * 0.5
     v = u * (1.0 - u)
     value = u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
-    return torch.stack([value, 15.0 * v * v, 15.0 * v * (1.0 - 2.0 * u)], dim=1)
+    return (
+        np.bincount(slots, value, n_slots),
+        np.bincount(slots, 15.0 * v * v, n_slots),
+        np.bincount(slots, 15.0 * v * (1.0 - 2.0 * u), n_slots),
+    )
 
 
 def _solve_soft_count(
-    base: torch.Tensor,
-    lengths: torch.Tensor,
-    slots: torch.Tensor,
-    low: torch.Tensor,
-    high: torch.Tensor,
+    base: np.ndarray,
+    lengths: np.ndarray,
+    slots: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
     *,
     k: int,
     width: float,
-) -> torch.Tensor:
+) -> np.ndarray:
     """Safeguarded root-finding for ``base + Σ_j s((t - d_j)/δ) = k`` per slot, in [low, high].
 
     Steps are Schröder's (Newton on f/f'), t ← t - f f' / (f'² - f f''), which converge
@@ -139,63 +141,97 @@ def _solve_soft_count(
     the next one's starts, f' vanishes at the root (a triple root) and plain Newton crawls.
     A step that leaves the bracket or does not shrink |f| fourfold is replaced by bisection.
     Any root will do: where F = k on an interval, every weight is 0 or 1 anywhere on it.
+    Runs in float64 NumPy: a few dozen operations on short arrays per step, which NumPy
+    dispatches several times faster than torch.
     """
+    n_slots = base.shape[0]
     t = 0.5 * (low + high)
-    previous = torch.full_like(t, float("inf"))  # |F - k| of the step before
-    zeros = torch.zeros((base.shape[0], 3), dtype=base.dtype, device=base.device)
+    previous = np.full_like(t, np.inf)  # |F - k| of the step before
     for _ in range(MAX_ITERATIONS):
-        sums = zeros.index_add(0, slots, _smoothstep_and_derivatives((t[slots] - lengths) / width))
-        excess = base + sums[:, 0] - k  # F(t) - k
-        slope, curvature = sums[:, 1] / width, sums[:, 2] / (width * width)
-        done = (excess.abs() <= TOLERANCE * k) | (high - low <= 1e-15 * high.abs())
-        if bool(done.all()):
+        count, slope, curvature = _switch_sums((t[slots] - lengths) / width, slots, n_slots)
+        excess = base + count - k  # F(t) - k
+        slope, curvature = slope / width, curvature / (width * width)
+        size = np.abs(excess)
+        done = (size <= TOLERANCE * k) | (high - low <= 1e-15 * np.abs(high))
+        if done.all():
             break
-        high = torch.where(excess >= 0, t, high)
-        low = torch.where(excess >= 0, low, t)
+        above = excess >= 0
+        high, low = np.where(above, t, high), np.where(above, low, t)
         denominator = slope * slope - excess * curvature
-        step = t - excess * slope / torch.where(denominator > 0, denominator, torch.ones_like(t))
-        fast = excess.abs() < 0.25 * previous
-        step_ok = fast & (denominator > 0) & (step > low) & (step < high)
-        t = torch.where(done, t, torch.where(step_ok, step, 0.5 * (low + high)))
-        previous = excess.abs()
+        step = t - excess * slope / np.where(denominator > 0, denominator, 1.0)
+        step_ok = (size < 0.25 * previous) & (denominator > 0) & (step > low) & (step < high)
+        t = np.where(done, t, np.where(step_ok, step, 0.5 * (low + high)))
+        previous = size
     return t
 
 
 def _refine_guess(
-    guess: torch.Tensor,
-    lengths: torch.Tensor,
-    receivers: torch.Tensor,
-    nodes: torch.Tensor,
+    guess: np.ndarray,
+    lengths: np.ndarray,
+    edge_slot: np.ndarray,
+    *,
+    k: int,
+    width: float,
+    ceiling: float,
+) -> np.ndarray | None:
+    """Thresholds of the capped nodes searched near ``guess`` [n_capped], or None.
+
+    ``edge_slot``: [n_edges] the capped node index of each edge's receiver (-1: not capped).
+    None unless, for every node, ``F(guess - m) <= k <= F(guess + m)`` (a root in between), or,
+    for a guess at the ceiling, ``F(ceiling) <= k`` (the root lies at or beyond it).
+    """
+    capped = edge_slot >= 0
+    window, slots = lengths[capped], edge_slot[capped]
+    at_ceiling = guess >= ceiling
+    margin = GUESS_MARGIN * width
+    low = np.where(at_ceiling, ceiling, guess - margin)
+    high = np.where(at_ceiling, low, guess + margin)
+    n_slots = guess.shape[0]
+    at_low = _switch_sums((low[slots] - window) / width, slots, n_slots)[0]
+    at_high = _switch_sums((high[slots] - window) / width, slots, n_slots)[0]
+    slack = TOLERANCE * k
+    if not ((at_low <= k + slack) & (at_ceiling | (at_high >= k - slack))).all():
+        return None
+    return _solve_soft_count(np.zeros_like(guess), window, slots, low, high, k=k, width=width)
+
+
+def _thresholds(
+    lengths: np.ndarray,
+    receivers: np.ndarray,
     *,
     n_nodes: int,
     k: int,
     width: float,
     ceiling: float,
-) -> torch.Tensor | None:
-    """Thresholds of the capped ``nodes`` searched near ``guess`` [n_capped], or None.
-
-    None unless, for every node, ``F(guess - m) <= k <= F(guess + m)`` (a root in between), or,
-    for a guess at the ceiling, ``F(ceiling) <= k`` (the root lies at or beyond it).
-    """
-    slot = torch.full((n_nodes,), -1, dtype=torch.int64, device=lengths.device)
-    slot[nodes] = torch.arange(nodes.numel(), device=lengths.device)
-    edge_slot = slot[receivers]
+    guess: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`cap_thresholds` on float64/int64 NumPy arrays."""
+    thresholds = np.full(n_nodes, float(ceiling))
+    counts = np.bincount(receivers, minlength=n_nodes)
+    # With at most k edges, F(t) <= k everywhere: the threshold is the ceiling and all w = 1.
+    nodes = np.flatnonzero(counts > k)  # [n_capped]
+    if nodes.size == 0:
+        return thresholds
+    slot = np.full(n_nodes, -1, dtype=np.int64)
+    slot[nodes] = np.arange(nodes.size)
+    edge_slot = slot[receivers]  # [n_edges], -1 for receivers with at most k edges
+    if guess is not None and guess.shape == (n_nodes,):
+        refined = _refine_guess(guess[nodes], lengths, edge_slot, k=k, width=width,
+                                ceiling=ceiling)  # fmt: skip
+        if refined is not None:
+            thresholds[nodes] = refined
+            return thresholds
+    kth = _kth_lengths(lengths, receivers, nodes, counts, k)  # [n_capped]
+    kth_edge = kth[np.maximum(edge_slot, 0)]
     capped = edge_slot >= 0
-    window, slots = lengths[capped], edge_slot[capped]
-    at_ceiling = guess >= ceiling
-    margin = GUESS_MARGIN * width
-    low = torch.where(at_ceiling, torch.full_like(guess, ceiling), guess - margin)
-    high = torch.where(at_ceiling, low, guess + margin)
-    ends = torch.stack([low, high], dim=1)  # [n_capped, 2]
-    counts = torch.zeros_like(ends).index_add_(
-        0, slots, smoothstep((ends[slots] - window[:, None]) / width)
-    )  # F at both ends
-    slack = TOLERANCE * k
-    valid = (counts[:, 0] <= k + slack) & (at_ceiling | (counts[:, 1] >= k - slack))
-    if not bool(valid.all()):
-        return None
-    base = torch.zeros_like(guess)
-    return _solve_soft_count(base, window, slots, low, high, k=k, width=width)
+    # Over the bracket [kth - δ, kth + δ], edges below kth - 2δ count 1, above kth + 2δ count 0.
+    below = capped & (lengths <= kth_edge - 2.0 * width)
+    window = capped & ~below & (lengths < kth_edge + 2.0 * width)
+    base = np.bincount(edge_slot[below], minlength=nodes.size).astype(np.float64)
+    low, high = kth - width, kth + width  # F(low) <= k - 1 < k <= F(high)
+    root = _solve_soft_count(base, lengths[window], edge_slot[window], low, high, k=k, width=width)
+    thresholds[nodes] = np.minimum(root, float(ceiling))
+    return thresholds
 
 
 @torch.no_grad()
@@ -211,6 +247,9 @@ def cap_thresholds(
 ) -> torch.Tensor:
     """Per-receiver thresholds ``t_i = min(root of F_i(t) = k, ceiling)``, without gradients.
 
+    The search runs on the host in float64 (lengths are copied from the model's device once):
+    it is a short loop of small operations that no device would run faster.
+
     Args:
         lengths: [n_edges] edge lengths in Å.
         receivers: [n_edges] receiver index of each edge.
@@ -224,41 +263,17 @@ def cap_thresholds(
             otherwise the guess is ignored. The result is a root either way.
 
     Returns:
-        t: [n_nodes] float64 thresholds in Å.
+        t: [n_nodes] float64 thresholds in Å, on the device of ``lengths``.
     """
     if max_neighbors < 1 or not width > 0:
         raise ValueError(f"need max_neighbors >= 1 and width > 0, got {max_neighbors}, {width}")
-    lengths = lengths.detach().to(torch.float64)
-    thresholds = torch.full((n_nodes,), float(ceiling), dtype=torch.float64, device=lengths.device)
-    counts = torch.bincount(receivers, minlength=n_nodes)
-    # With at most k edges, F(t) <= k everywhere: the threshold is the ceiling and all w = 1.
-    nodes = torch.nonzero(counts > max_neighbors).squeeze(1)  # [n_capped]
-    if nodes.numel() == 0:
-        return thresholds
-    if guess is not None and guess.shape == (n_nodes,):
-        refined = _refine_guess(
-            guess.detach().to(torch.float64)[nodes], lengths, receivers, nodes, n_nodes=n_nodes,
-            k=max_neighbors, width=width, ceiling=ceiling,
-        )  # fmt: skip
-        if refined is not None:
-            thresholds[nodes] = refined
-            return thresholds
-    kth = _kth_lengths(lengths, receivers, nodes, counts, max_neighbors)  # [n_capped]
-    slot = torch.full((n_nodes,), -1, dtype=torch.int64, device=lengths.device)
-    slot[nodes] = torch.arange(nodes.numel(), device=lengths.device)
-    edge_slot = slot[receivers]  # [n_edges], -1 for receivers with at most k edges
-    kth_edge = kth[edge_slot.clamp(min=0)]
-    capped = edge_slot >= 0
-    # Over the bracket [kth - δ, kth + δ], edges below kth - 2δ count 1, above kth + 2δ count 0.
-    below = capped & (lengths <= kth_edge - 2.0 * width)
-    window = capped & ~below & (lengths < kth_edge + 2.0 * width)
-    base = torch.zeros_like(kth).index_add_(0, edge_slot[below], torch.ones_like(lengths[below]))
-    low, high = kth - width, kth + width  # F(low) <= k - 1 < k <= F(high)
-    root = _solve_soft_count(
-        base, lengths[window], edge_slot[window], low, high, k=max_neighbors, width=width
-    )
-    thresholds[nodes] = torch.clamp(root, max=float(ceiling))
-    return thresholds
+    thresholds = _thresholds(
+        lengths.detach().to("cpu", torch.float64).numpy(),
+        receivers.to("cpu", torch.int64).numpy(),
+        n_nodes=n_nodes, k=max_neighbors, width=width, ceiling=ceiling,
+        guess=None if guess is None else guess.detach().to("cpu", torch.float64).numpy(),
+    )  # fmt: skip
+    return torch.from_numpy(thresholds).to(lengths.device)
 
 
 def smooth_cap_weights(
@@ -348,12 +363,12 @@ def _keep_and_thresholds(
     keep_within: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(:func:`smooth_cap_keep`'s edge indices, [n_nodes] float64 thresholds in Å)."""
-    lengths_t = torch.from_numpy(np.asarray(lengths, dtype=np.float64))
-    receivers = torch.from_numpy(np.asarray(edge_index[1], dtype=np.int64))
-    threshold = cap_thresholds(
-        lengths_t, receivers, n_nodes=n_nodes, max_neighbors=max_neighbors, width=width,
-        ceiling=cutoff + width,
-    ).numpy()  # fmt: skip
+    if max_neighbors < 1 or not width > 0:
+        raise ValueError(f"need max_neighbors >= 1 and width > 0, got {max_neighbors}, {width}")
+    threshold = _thresholds(
+        np.asarray(lengths, dtype=np.float64), np.asarray(edge_index[1], dtype=np.int64),
+        n_nodes=n_nodes, k=max_neighbors, width=width, ceiling=cutoff + width, guess=None,
+    )  # fmt: skip
     limit = threshold[edge_index[1]] + width * (1.0 + _MARGIN)
     keep = (lengths < limit) | (lengths < keep_within)
     return np.flatnonzero(keep).astype(np.int64), threshold
