@@ -7,7 +7,7 @@ that machine drift hits them alike. Per interaction:
 
 * radial MLP: mace-torch's e3nn MLP on [n_edges] rows, and the cubic table (tabulated lever);
 * convolution: mace-torch's e3nn tensor product + ``scatter_sum``, and macelerate's fused one;
-* symmetric contraction: mace-torch's, and the table-based one.
+* symmetric contraction: mace-torch's, and the sparse-polynomial one.
 
     python benchmarks/profile_blocks.py [--dtype float32] [--threads 1]
 """
@@ -122,7 +122,7 @@ def main() -> None:
         fast = FastSymmetricContraction(contraction)
         steps[f"interaction {k}: symmetric contraction, mace-torch"] = timed(
             contraction, inputs[f"contraction{k}"], [0])  # fmt: skip
-        steps[f"interaction {k}: symmetric contraction, tables"] = timed(
+        steps[f"interaction {k}: symmetric contraction, sparse polynomial"] = timed(
             fast, inputs[f"contraction{k}"], [0])  # fmt: skip
     for step in steps.values():
         for _ in range(3):

@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--name", default="runtime", help="results/NAME_cpu_DATE.json")
+    parser.add_argument("--max-atoms", type=int, default=None, help="skip larger sizes")
     args = parser.parse_args()
     data = require_shared_data()
     engines = [e for e in args.engines.split(",") if e != "baseline" or args.baseline]
@@ -108,6 +109,8 @@ def main() -> None:
             model = data / "models" / model_file
             for sizes, dtypes, thread_counts, rounds in plans:
                 for size in sizes:
+                    if args.max_atoms is not None and size > args.max_atoms:
+                        continue
                     structure, n_atoms = _structure(data, data_file, frame, size, tmp)
                     for dtype in dtypes:
                         for threads in thread_counts:

@@ -68,15 +68,49 @@ def slot_forward(
     sc = block.skip_tp(node_feats, node_attrs) if residual else None
     node_feats = block.linear_up(node_feats)
     n, k = layout.n_nodes, layout.k
-    weights = block.conv_tp_weights(layout.gather(edge_feats, zero_padding=True).view(n * k, -1))
-    if cutoff is not None:
-        weights = weights * layout.gather(cutoff, zero_padding=True).view(n * k, -1)
+    weights = radial_weights(
+        block.conv_tp_weights,
+        layout.gather(edge_feats, zero_padding=True).view(n * k, -1),
+        None if cutoff is None else layout.gather(cutoff, zero_padding=True).view(n * k, -1),
+    )
     y_slots = layout.gather(edge_attrs, zero_padding=True)
     message = block.conv_tp(node_feats, y_slots, weights.view(n, k, -1), layout)
     message = block.linear(message) / block.avg_num_neighbors
     if not residual:
         message = block.skip_tp(message, node_attrs)
     return block.reshape(message), sc
+
+
+def radial_weights(
+    mlp: torch.nn.Module, features: torch.Tensor, cutoff: torch.Tensor | None
+) -> torch.Tensor:
+    """``mlp(features) * cutoff``: [n, weight_numel] tensor-product weights.
+
+    The radial MLP's last layer is linear and bias-free (e3nn ``FullyConnectedNet``, or the
+    tabulated lever's ``hidden @ last_weight``), so the envelope (and a smooth cap's weight) is
+    applied to its [n, hidden] input instead of its [n, weight_numel] output: the same value to
+    rounding, with 2-8x fewer products in the forward and backward passes (GO-MACE: 64 hidden
+    features against 512 weights). Other modules get the product of their output.
+
+    Args:
+        mlp: the block's ``conv_tp_weights``.
+        features: [n, n_basis] radial features (edge lengths [n, 1] for a tabulated MLP).
+        cutoff: [n, 1] envelope per row, or None.
+    """
+    if cutoff is None:
+        return mlp(features)
+    from macelerate.runtime.tabulated_radial import TabulatedRadialMLP
+
+    if isinstance(mlp, TabulatedRadialMLP):
+        return (mlp.hidden(features) * cutoff) @ mlp.last_weight
+    layers = list(mlp.children()) if isinstance(mlp, torch.nn.Sequential) else []
+    last = layers[-1] if layers else None
+    if last is None or getattr(last, "act", "missing") is not None or not hasattr(last, "h_in"):
+        return mlp(features) * cutoff  # not an e3nn MLP with a linear last layer
+    hidden = features
+    for layer in layers[:-1]:
+        hidden = layer(hidden)
+    return last(hidden * cutoff)
 
 
 def use_slot_forward(block: Any) -> bool:
