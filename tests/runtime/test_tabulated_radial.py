@@ -72,3 +72,20 @@ def test_forces_are_the_gradient_of_the_tabulated_energy(ethanol, n_knots):
     torch.testing.assert_close(
         torch.from_numpy(analytic), torch.from_numpy(numeric), rtol=1e-6, atol=1e-7
     )
+
+
+def test_envelope_before_the_last_layer_equals_it_after():
+    from macelerate.runtime.interaction import radial_weights
+
+    model = tiny_mace([1, 6, 8], max_ell=1)
+    r = torch.linspace(0.6, float(model.r_max) - 0.1, 41, dtype=torch.float64).unsqueeze(1)
+    features, _ = model.radial_embedding(r, None, None, None)
+    envelope = torch.rand(41, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mlp = model.interactions[0].conv_tp_weights
+    table = _tabulate(model, 64).interactions[0].conv_tp_weights
+    linear = torch.nn.Linear(features.shape[1], 5, dtype=torch.float64)  # no e3nn layers
+    for module, inputs in ((mlp, features), (table, r), (linear, features)):
+        expected = module(inputs) * envelope
+        torch.testing.assert_close(radial_weights(module, inputs, envelope), expected,
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+    assert torch.equal(radial_weights(mlp, features, None), mlp(features))
