@@ -55,3 +55,27 @@ def num_threads(threads: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
+
+
+def _denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes subnormal floats to zero (FTZ/DAZ)."""
+    import numpy as np
+
+    return float(np.float64(5e-324) * np.float64(1.0)) == 0.0
+
+
+@contextmanager
+def keep_subnormals() -> Iterator[None]:
+    """Undo, on exit, a switch to flushing subnormal floats made by code run inside the block.
+
+    Some C++ engines (Symmetrix-XL) set the CPU's flush-to-zero / denormals-are-zero flags when
+    they compute, which silently changes float arithmetic for the rest of the caller's process.
+    If they were off on entry and are on at exit, ``torch.set_flush_denormal(False)`` clears
+    them; a process that had them on keeps them.
+    """
+    before = _denormals_flushed()
+    try:
+        yield
+    finally:
+        if not before and _denormals_flushed():
+            torch.set_flush_denormal(False)

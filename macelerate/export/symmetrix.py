@@ -83,6 +83,7 @@ def export_symmetrix(
 def _copy_checked(converted: Path, mace: torch.nn.Module, out: Path, *, dtype: str) -> Agreement:
     from symmetrix import Symmetrix
 
+    from macelerate._torch_state import keep_subnormals
     from macelerate.calculator import Calculator
 
     described: Any = mace
@@ -92,7 +93,8 @@ def _copy_checked(converted: Path, mace: torch.nn.Module, out: Path, *, dtype: s
 
     def write(tmp: Path) -> None:
         shutil.copyfile(converted, tmp)
-        agreement = compare(reference, Symmetrix(str(tmp), dtype=dtype), structures)
+        with keep_subnormals():  # Symmetrix turns on flush-to-zero for the whole process
+            agreement = compare(reference, Symmetrix(str(tmp), dtype=dtype), structures)
         check_agreement(
             agreement, dtype=dtype, n_atoms=len(structures[0][1]), what="Symmetrix model",
             tolerance=SYMMETRIX_FORCE_TOLERANCE,

@@ -11,6 +11,7 @@ import importlib.util
 
 import pytest
 
+from macelerate._torch_state import _denormals_flushed
 from macelerate.bench import peers
 from macelerate.export import ExportError, export_symmetrix
 from macelerate.testing import tiny_mace
@@ -65,3 +66,4 @@ def test_symmetrix_matches_macelerate(tmp_path, cache):
     report = export_symmetrix(model, out)
     assert out.is_file() and report.engine.startswith("symmetrix-xl")
     assert report.agreement.max_abs_force_diff <= 1e-6
+    assert not _denormals_flushed()  # Symmetrix's flush-to-zero does not leak to the caller
