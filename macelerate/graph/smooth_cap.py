@@ -206,6 +206,8 @@ def _thresholds(
     guess: np.ndarray | None,
 ) -> np.ndarray:
     """:func:`cap_thresholds` on float64/int64 NumPy arrays."""
+    if k < 1 or not width > 0:
+        raise ValueError(f"need max_neighbors >= 1 and width > 0, got {k}, {width}")
     thresholds = np.full(n_nodes, float(ceiling))
     counts = np.bincount(receivers, minlength=n_nodes)
     # With at most k edges, F(t) <= k everywhere: the threshold is the ceiling and all w = 1.
@@ -265,8 +267,6 @@ def cap_thresholds(
     Returns:
         t: [n_nodes] float64 thresholds in Å, on the device of ``lengths``.
     """
-    if max_neighbors < 1 or not width > 0:
-        raise ValueError(f"need max_neighbors >= 1 and width > 0, got {max_neighbors}, {width}")
     thresholds = _thresholds(
         lengths.detach().to("cpu", torch.float64).numpy(),
         receivers.to("cpu", torch.int64).numpy(),
@@ -363,8 +363,6 @@ def _keep_and_thresholds(
     keep_within: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(:func:`smooth_cap_keep`'s edge indices, [n_nodes] float64 thresholds in Å)."""
-    if max_neighbors < 1 or not width > 0:
-        raise ValueError(f"need max_neighbors >= 1 and width > 0, got {max_neighbors}, {width}")
     threshold = _thresholds(
         np.asarray(lengths, dtype=np.float64), np.asarray(edge_index[1], dtype=np.int64),
         n_nodes=n_nodes, k=max_neighbors, width=width, ceiling=cutoff + width, guess=None,
