@@ -345,31 +345,25 @@ def smooth_cap_keep(
     Returns:
         keep: [n_kept] int64 edge indices in ascending order.
     """
-    keep, _ = _keep_and_thresholds(
-        edge_index, lengths, n_nodes=n_nodes, max_neighbors=max_neighbors, width=width,
-        cutoff=cutoff, keep_within=keep_within,
-    )  # fmt: skip
-    return keep
-
-
-def _keep_and_thresholds(
-    edge_index: np.ndarray,
-    lengths: np.ndarray,
-    *,
-    n_nodes: int,
-    max_neighbors: int,
-    width: float,
-    cutoff: float,
-    keep_within: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(:func:`smooth_cap_keep`'s edge indices, [n_nodes] float64 thresholds in Å)."""
     threshold = _thresholds(
         np.asarray(lengths, dtype=np.float64), np.asarray(edge_index[1], dtype=np.int64),
         n_nodes=n_nodes, k=max_neighbors, width=width, ceiling=cutoff + width, guess=None,
     )  # fmt: skip
+    return _kept(edge_index, lengths, threshold, width=width, keep_within=keep_within)
+
+
+def _kept(
+    edge_index: np.ndarray,
+    lengths: np.ndarray,
+    threshold: np.ndarray,
+    *,
+    width: float,
+    keep_within: float,
+) -> np.ndarray:
+    """Indices of the edges shorter than their receiver's threshold + δ (or ``keep_within``)."""
     limit = threshold[edge_index[1]] + width * (1.0 + _MARGIN)
     keep = (lengths < limit) | (lengths < keep_within)
-    return np.flatnonzero(keep).astype(np.int64), threshold
+    return np.flatnonzero(keep).astype(np.int64)
 
 
 def edge_lengths(graph: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -396,10 +390,12 @@ def select_smooth_cap_edges(
     """
     with torch.no_grad():
         lengths = edge_lengths(graph).double().cpu().numpy()
-    keep, threshold = _keep_and_thresholds(
-        graph["edge_index"].cpu().numpy(), lengths, n_nodes=int(graph["positions"].shape[0]),
-        max_neighbors=max_neighbors, width=width, cutoff=cutoff, keep_within=keep_within,
+    edge_index = graph["edge_index"].cpu().numpy()
+    threshold = _thresholds(
+        lengths, edge_index[1], n_nodes=int(graph["positions"].shape[0]), k=max_neighbors,
+        width=width, ceiling=cutoff + width, guess=None,
     )  # fmt: skip
+    keep = _kept(edge_index, lengths, threshold, width=width, keep_within=keep_within)
     index = torch.from_numpy(keep).to(graph["edge_index"].device)
     pruned = dict(graph)
     pruned["edge_index"] = graph["edge_index"][:, index]
