@@ -24,6 +24,7 @@ import torch
 
 from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
+from macelerate.runtime.tabulated_radial import TabulatedRadialMLP
 
 MAX_PADDING = 1.25
 """Slots per edge above which a graph runs mace-torch's block forward instead (see below)."""
@@ -99,8 +100,6 @@ def radial_weights(
     """
     if cutoff is None:
         return mlp(features)
-    from macelerate.runtime.tabulated_radial import TabulatedRadialMLP
-
     if isinstance(mlp, TabulatedRadialMLP):
         return (mlp.hidden(features) * cutoff) @ mlp.last_weight
     layers = list(mlp.children()) if isinstance(mlp, torch.nn.Sequential) else []
