@@ -26,6 +26,7 @@ basis vectors, so they are exactly the ones e3nn uses.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -139,7 +140,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         index = torch.where(layout.valid, layout.edge_of_slot, receivers.numel())
         return index, layout.k
 
-    def _weight_widths(self) -> list[int]:
+    def weight_widths(self) -> list[int]:
         """Columns of ``tp_weights`` per instruction (0 for dead paths with compact weights)."""
         return [
             path[0] if live or not self.compact_weights else 0
@@ -171,7 +172,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         self,
         node_feats: torch.Tensor,
         y_slots: torch.Tensor,
-        w_slots: torch.Tensor,
+        w_slots: torch.Tensor | Sequence[torch.Tensor],
         layout: NeighbourLayout,
     ) -> torch.Tensor:
         """The summed message from edge tensors already in the slot layout.
@@ -180,7 +181,8 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             node_feats: [n_nodes, irreps_in1].
             y_slots: [n_nodes, K, irreps_in2] edge attributes, **zero at padding slots**.
             w_slots: [n_nodes, K, weight columns] tensor-product weights (any finite values at
-                padding slots).
+                padding slots), or one [n_nodes, K, width] block per instruction
+                (:meth:`weight_widths`; dead paths' blocks are not read).
             layout: the graph's :class:`NeighbourLayout`.
 
         Returns:
@@ -188,7 +190,13 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         """
         n_nodes, k = layout.n_nodes, layout.k
         y_blocks = y_slots.split([m.dim for m in self.irreps_in2], dim=2)  # [n, K, 2l+1] each
-        w_paths = w_slots.split(self._weight_widths(), dim=2)
+        widths = self.weight_widths()
+        if isinstance(w_slots, torch.Tensor):
+            w_paths: Sequence[torch.Tensor] = w_slots.split(widths, dim=2)
+        elif len(w_slots) != len(widths):
+            raise ValueError(f"need {len(widths)} weight blocks (one per path), got {len(w_slots)}")
+        else:
+            w_paths = w_slots
         x_blocks = self._sender_blocks(node_feats, layout.sender_of_slot, k)
         blocks: dict[int, torch.Tensor] = {}
         for index, (mul, d1, d2, i_in1, i_in2, _, i_out) in enumerate(self.paths):

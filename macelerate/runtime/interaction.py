@@ -18,6 +18,7 @@ gradients.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -73,9 +74,11 @@ def slot_forward(
         block.conv_tp_weights,
         layout.gather(edge_feats, zero_padding=True).view(n * k, -1),
         None if cutoff is None else layout.gather(cutoff, zero_padding=True).view(n * k, -1),
+        widths=fused_conv.weight_widths(),
     )
     y_slots = layout.gather(edge_attrs, zero_padding=True)
-    message = block.conv_tp(node_feats, y_slots, weights.view(n, k, -1), layout)
+    w_slots = tuple(w.view(n, k, -1) for w in weights)  # per path: no [n, k, weight_numel] cat
+    message = block.conv_tp(node_feats, y_slots, w_slots, layout)
     message = block.linear(message) / block.avg_num_neighbors
     if not residual:
         message = block.skip_tp(message, node_attrs)
@@ -83,33 +86,46 @@ def slot_forward(
 
 
 def radial_weights(
-    mlp: torch.nn.Module, features: torch.Tensor, cutoff: torch.Tensor | None
-) -> torch.Tensor:
+    mlp: torch.nn.Module,
+    features: torch.Tensor,
+    cutoff: torch.Tensor | None,
+    widths: Sequence[int] | None = None,
+) -> Any:
     """``mlp(features) * cutoff``: [n, weight_numel] tensor-product weights.
 
-    The radial MLP's last layer is linear and bias-free (e3nn ``FullyConnectedNet``, or the
-    tabulated lever's ``hidden @ last_weight``), so the envelope (and a smooth cap's weight) is
-    applied to its [n, hidden] input instead of its [n, weight_numel] output: the same value to
-    rounding, with 2-8x fewer products in the forward and backward passes (GO-MACE: 64 hidden
-    features against 512 weights). Other modules get the product of their output.
+    The radial MLP's last layer is linear and bias-free (e3nn ``FullyConnectedNet``), so the
+    envelope (and a smooth cap's weight) is applied to its [n, hidden] input instead of its
+    [n, weight_numel] output: the same value to rounding, with 2-8x fewer products in the forward
+    and backward passes (GO-MACE: 64 hidden features against 512 weights). The tabulated lever
+    folds it into its four interpolation weights per row. Other modules get the product of
+    their output.
+
+    With ``widths`` (one per tensor-product path, summing to the output width) the weights come
+    as a tuple of per-path column blocks [n, width], each computed on its own, so the backward
+    pass never concatenates their gradients into an [n, weight_numel] tensor.
 
     Args:
         mlp: the block's ``conv_tp_weights``.
         features: [n, n_basis] radial features (edge lengths [n, 1] for a tabulated MLP).
         cutoff: [n, 1] envelope per row, or None.
+        widths: columns per path, or None for one [n, weight_numel] tensor.
     """
-    if cutoff is None:
-        return mlp(features)
     if isinstance(mlp, TabulatedRadialMLP):
-        return (mlp.hidden(features) * cutoff) @ mlp.last_weight
+        return mlp(features, scale=cutoff, widths=widths)
     layers = list(mlp.children()) if isinstance(mlp, torch.nn.Sequential) else []
-    last = layers[-1] if layers else None
+    last: Any = layers[-1] if layers else None
     if last is None or getattr(last, "act", "missing") is not None or not hasattr(last, "h_in"):
-        return mlp(features) * cutoff  # not an e3nn MLP with a linear last layer
+        out = mlp(features) if cutoff is None else mlp(features) * cutoff  # not an e3nn MLP
+        return out if widths is None else out.split(list(widths), dim=1)
     hidden = features
     for layer in layers[:-1]:
         hidden = layer(hidden)
-    return last(hidden * cutoff)
+    if cutoff is not None:
+        hidden = hidden * cutoff
+    if widths is None:
+        return last(hidden)
+    weight = last.weight / (last.h_in * last.var_in / last.var_out) ** 0.5  # e3nn's last layer
+    return tuple(hidden @ block for block in weight.split(list(widths), dim=1))
 
 
 def use_slot_forward(block: Any) -> bool:

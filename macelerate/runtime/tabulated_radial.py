@@ -11,10 +11,13 @@ last (linear) layer, from a table on a uniform grid of lengths with cubic Hermit
 
     h(r) ~ H_k(t),  w(r) = h(r) @ W_last
 
-The interpolant is C1 in r, and forces are its exact derivative (autograd through ``t``), so
-energy is conserved; only its value differs from the MLP's, by an amount that shrinks as
-``spacing**4``. :func:`macelerate.transforms.tabulate_radial` picks the spacing from a measured
-force error.
+Hermite interpolation is linear in the knot values and slopes, so the same interpolant of the
+outputs is a table of ``h @ W_last`` at the knots: the forward pass evaluates that table
+directly (:mod:`macelerate.runtime.spline_rows`, four table rows per edge, no matrix product),
+and the hidden table serves the error measurement. The interpolant is C1 in r, and forces are
+its exact derivative (autograd through ``t``), so energy is conserved; only its value differs
+from the MLP's, by an amount that shrinks as ``spacing**4``.
+:func:`macelerate.transforms.tabulate_radial` picks the spacing from a measured force error.
 
 Lengths below the table (``r < r_min``, atoms closer than any bonded pair) are evaluated with the
 exact MLP; lengths above ``r_max`` are clamped to the last knot, where the embedding and so the
@@ -23,9 +26,12 @@ hidden features are zero or the envelope multiplies them by zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from macelerate.runtime.spline_rows import power_weights, spline_rows
 
 
 def hidden_and_last_layer(mlp: Any) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -52,12 +58,15 @@ class TabulatedRadialMLP(torch.nn.Module):
         r_max: Å, last knot (the model cutoff).
         n_knots: knots on the uniform grid, at least 2.
 
-    Buffers: ``coefficients`` [n_knots - 1, 4 * hidden], the cubic of each interval in powers of
-    ``t`` (its local coordinate in [0, 1]), and the last layer's weight [hidden, out]; both in the
-    MLP's dtype.
+    Buffers, in the MLP's dtype: ``output_table`` [4 * n_knots, out], the outputs' cubic of each
+    interval in powers of ``t`` (its local coordinate in [0, 1]), one row per power, and last
+    the constant value at ``r_max`` for lengths at and beyond it; ``coefficients``
+    [n_knots - 1, 4 * hidden], the same for the hidden features; the last layer's weight
+    [hidden, out].
     """
 
     coefficients: torch.Tensor
+    output_table: torch.Tensor
     last_weight: torch.Tensor
     last_value: torch.Tensor
 
@@ -75,6 +84,7 @@ class TabulatedRadialMLP(torch.nn.Module):
             raise ValueError(f"need n_knots >= 2 and 0 < r_min < r_max, got {n_knots}, {r_min}")
         hidden, last = hidden_and_last_layer(mlp)
         dtype = last.dtype
+        self.out_features = int(last.shape[1])
         self.r_min, self.r_max, self.n_knots = float(r_min), float(r_max), int(n_knots)
         self.spacing = (self.r_max - self.r_min) / (self.n_knots - 1)
         knots = torch.linspace(self.r_min, self.r_max, self.n_knots, dtype=torch.float64)
@@ -83,14 +93,48 @@ class TabulatedRadialMLP(torch.nn.Module):
             "coefficients", _hermite_coefficients(values, slopes * self.spacing).to(dtype)
         )
         self.register_buffer("last_weight", last.clone())
+        outputs = values @ last.double()
+        cubics = _hermite_coefficients(outputs, slopes * self.spacing @ last.double())
+        beyond = torch.cat([outputs[-1:], torch.zeros_like(outputs[-1:]).repeat(1, 3)], dim=1)
+        table = torch.cat([cubics, beyond]).view(4 * self.n_knots, -1)  # [beyond]: r >= r_max
+        self.register_buffer("output_table", table.to(dtype))
         self.register_buffer("last_value", values[-1].to(dtype))  # at r_max and beyond
         self.exact_hidden = hidden  # for lengths below the table
         self.embedding = embedding
-        self.out_features = int(last.shape[1])
 
-    def forward(self, lengths: torch.Tensor) -> torch.Tensor:
-        """``lengths`` [n_edges, 1] Å -> tensor-product weights [n_edges, out_features]."""
-        return self.hidden(lengths) @ self.last_weight
+    def forward(
+        self,
+        lengths: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        widths: Sequence[int] | None = None,
+    ) -> Any:
+        """``lengths`` [n_edges, 1] Å -> tensor-product weights [n_edges, out_features].
+
+        ``scale`` [n_edges, 1] (an envelope, a smooth cap's weight) multiplies each row; it is
+        folded into the four interpolation weights instead of the [n_edges, out] result.
+        With ``widths`` (summing to ``out_features``), the weights come as a tuple of column
+        blocks [n_edges, width] whose gradients are taken one by one: no [n_edges, out]
+        gradient is assembled in the backward pass.
+        """
+        r = lengths.squeeze(-1)
+        position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
+        interval = position.detach().floor().clamp(0, self.n_knots - 2)
+        interval = torch.where(r >= self.r_max, self.n_knots - 1, interval)  # the constant cubic
+        weights = power_weights(position - interval)  # [n, 4]
+        if scale is not None:
+            weights = weights * scale
+        out = spline_rows(weights, interval.long(), self.output_table, widths)
+        blocks = (out,) if widths is None else out
+        below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
+        if bool(below.any()):  # rare: atoms closer than the table reaches
+            index = below.nonzero().squeeze(1)
+            exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
+            exact = exact.to(weights.dtype) @ self.last_weight
+            if scale is not None:
+                exact = exact * scale.index_select(0, index)
+            parts = (exact,) if widths is None else exact.split(list(widths), 1)
+            blocks = tuple(block.index_copy(0, index, part) for block, part in zip(blocks, parts))
+        return blocks[0] if widths is None else blocks
 
     def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
         """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""

@@ -89,3 +89,50 @@ def test_envelope_before_the_last_layer_equals_it_after():
         torch.testing.assert_close(radial_weights(module, inputs, envelope), expected,
                                    rtol=1e-12, atol=1e-12)  # fmt: skip
     assert torch.equal(radial_weights(mlp, features, None), mlp(features))
+
+
+def test_the_output_table_is_the_hidden_table_through_the_last_layer():
+    # Hermite interpolation is linear in the knot data: tabulating the outputs equals
+    # tabulating the hidden features and applying the last layer, at every length
+    model = tiny_mace([1, 8], r_max=4.0)
+    table = _tabulate(model, 50).interactions[0].conv_tp_weights
+    r = torch.linspace(0.5, 3.99, 301, dtype=torch.float64).unsqueeze(1)
+    with torch.no_grad():
+        torch.testing.assert_close(table(r), table.hidden(r) @ table.last_weight,
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
+
+
+def test_weights_per_path_equal_the_split_weights():
+    from macelerate.runtime.interaction import radial_weights
+
+    model = tiny_mace([1, 6, 8], max_ell=1)
+    r = torch.linspace(0.3, float(model.r_max) + 0.2, 29, dtype=torch.float64).unsqueeze(1)
+    features, _ = model.radial_embedding(r, None, None, None)
+    envelope = torch.rand(29, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mlp = model.interactions[0].conv_tp_weights
+    table = _tabulate(model, 64).interactions[0].conv_tp_weights
+    linear = torch.nn.Linear(features.shape[1], 5, dtype=torch.float64)
+    for module, inputs in ((mlp, features), (table, r), (linear, features)):
+        whole = radial_weights(module, inputs, envelope)
+        widths = [2, 0, whole.shape[1] - 2]
+        blocks = radial_weights(module, inputs, envelope, widths=widths)
+        assert [b.shape[1] for b in blocks] == widths
+        torch.testing.assert_close(torch.cat(blocks, dim=1), whole, rtol=1e-12, atol=1e-12)
+
+
+def test_tabulate_radial_reports_the_error_it_measured(ethanol):
+    from macelerate.models.loading import load
+    from macelerate.transforms import tabulate_radial
+    from macelerate.transforms.tabulate import FIRST_KNOTS, force_errors
+
+    source = load(tiny_mace([1, 6, 8], r_max=4.0))
+    bound = 1e-7
+    tabulated, report = tabulate_radial(source, probe=[ethanol], max_force_error=bound)
+    assert report.probe_structures == 1 and report.interactions == 2
+    assert report.max_force_error is not None and report.max_force_error <= bound
+    assert force_errors(source, tabulated, [ethanol])[0] == pytest.approx(report.max_force_error)
+    assert report.n_knots >= FIRST_KNOTS
+    if report.n_knots > FIRST_KNOTS:  # the search stopped at the first knot count that holds
+        _, coarser = tabulate_radial(source, probe=[ethanol], knots=report.n_knots // 2)
+        assert coarser.max_force_error is not None
+        assert coarser.max_force_error > bound or coarser.hidden_error > 1e-6
