@@ -3,7 +3,8 @@
 Engines (each run in its own worker process, ``macelerate.bench.worker``):
 
 * ``main@<commit>``: macelerate as it was at a baseline commit (``--baseline PATH``: a checkout of
-  that commit; its own worker runs with ``PYTHONPATH=PATH``), exact path;
+  that commit; its own worker runs with ``PYTHONPATH=PATH``), exact path (``baseline``) and
+  tabulated lever (``baseline-tabulated``);
 * ``macelerate exact``: this checkout's default runtime (``load()``: fused convolution,
   table-based symmetric contraction, dead-block skipping);
 * ``macelerate tabulated``: plus tabulated radial MLPs (approximate; error measured separately by
@@ -48,12 +49,13 @@ CASES = {
                 "solvent_xtb_tutorial/solvent_xtb_test.xyz", 199,
                 [((87,), ("float32", "float64"), (2,), 1)]),
 }  # fmt: skip
-ENGINES = ("baseline", "exact", "tabulated", "symmetrix", "mace-torch")
+ENGINES = ("baseline", "exact", "baseline-tabulated", "tabulated", "symmetrix", "mace-torch")
 
 
 def _spec(engine: str, model: Path, structure: Path, dtype: str, threads: int, args) -> dict:
-    worker_engine = {"baseline": "macelerate", "exact": "macelerate", "tabulated": "macelerate"}
-    lever = "tabulated" if engine == "tabulated" else "exact"
+    worker_engine = {"baseline": "macelerate", "exact": "macelerate", "tabulated": "macelerate",
+                     "baseline-tabulated": "macelerate"}  # fmt: skip
+    lever = "tabulated" if engine.endswith("tabulated") else "exact"
     return {
         "engine": worker_engine.get(engine, engine), "model": str(model),
         "structure": str(structure), "device": "cpu", "dtype": dtype, "lever": lever,
@@ -65,7 +67,7 @@ def _spec(engine: str, model: Path, structure: Path, dtype: str, threads: int, a
 def _run(engine: str, spec: dict, args) -> dict[str, Any]:
     saved = os.environ.get("PYTHONPATH")
     os.environ["OMP_NUM_THREADS"] = str(spec["threads"])
-    if engine == "baseline":
+    if engine.startswith("baseline"):
         os.environ["PYTHONPATH"] = args.baseline
     try:
         return run_worker(spec, timeout_s=args.timeout)
@@ -97,7 +99,7 @@ def main() -> None:
     parser.add_argument("--max-atoms", type=int, default=None, help="skip larger sizes")
     args = parser.parse_args()
     data = require_shared_data()
-    engines = [e for e in args.engines.split(",") if e != "baseline" or args.baseline]
+    engines = [e for e in args.engines.split(",") if not e.startswith("baseline") or args.baseline]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
@@ -155,10 +157,11 @@ def summarise(rows: list[dict[str, Any]], baseline_label: str) -> list[dict[str,
 
 def markdown(summary: list[dict[str, Any]], baseline_label: str) -> str:
     names = {"baseline": baseline_label, "exact": "macelerate exact",
+             "baseline-tabulated": f"{baseline_label} tabulated",
              "tabulated": "macelerate tabulated", "symmetrix": "Symmetrix-XL",
              "mace-torch": "MACECalculator"}  # fmt: skip
     header = ["system", "atoms", "dtype", "threads", *[f"{names[e]} ms" for e in ENGINES],
-              "exact vs main", "exact vs mace", "exact vs symmetrix",
+              "exact vs main", "tabulated vs main", "exact vs mace", "exact vs symmetrix",
               "tabulated vs symmetrix"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in summary:
@@ -170,7 +173,8 @@ def markdown(summary: list[dict[str, Any]], baseline_label: str) -> str:
         cells = [e["case"], str(e["n_atoms"]), e["dtype"], str(e["threads"])]
         cells += [f"{ms[k]:.1f}" if k in ms else ("error" if k in e["errors"] else "—")
                   for k in ENGINES]  # fmt: skip
-        cells += [ratio("exact", "baseline"), ratio("exact", "mace-torch"),
+        cells += [ratio("exact", "baseline"), ratio("tabulated", "baseline-tabulated"),
+                  ratio("exact", "mace-torch"),
                   ratio("exact", "symmetrix"), ratio("tabulated", "symmetrix")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
