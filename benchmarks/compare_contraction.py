@@ -3,8 +3,9 @@
 Loads ``macelerate/runtime/symmetric_contraction.py`` of a baseline checkout (``--baseline DIR``,
 e.g. ``git worktree add /tmp/base 2aea622``) as a separate module, builds both implementations over
 the same mace-torch weights of a model's products, checks that they agree, and times forward +
-backward (the gradient forces need) on the real element mix of GO test-10 frame 0, variants
-alternated over rounds (min and median of the per-round minima).
+backward (the gradient forces need) on the real element mix of a structure (default: GO test-10
+frame 0; ``--structure FILE`` for other elements), variants alternated over rounds (min and
+median of the per-round minima).
 
     python benchmarks/compare_contraction.py MODEL --baseline /tmp/base [--threads 1]
 """
@@ -64,10 +65,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--structure", type=Path, default=None, help="first frame sets elements")
     args = parser.parse_args()
     require_shared_data()
     torch.set_num_threads(args.threads)
-    atoms = read_structures(SHARED / "go_mace_tutorial/test-10.xyz")[0]
+    atoms = read_structures(args.structure or SHARED / "go_mace_tutorial/test-10.xyz")[0]
     potential = load(args.model, dtype="float32")
     node_attrs = potential.build_graph(atoms)["node_attrs"].float()
     baseline = _baseline_module(args.baseline)
@@ -109,7 +111,8 @@ def main() -> None:
         print(row, flush=True)
     write_result(f"compare_contraction{args.tag}", {
         "environment": environment(), "model": str(args.model), "baseline": str(args.baseline),
-        "threads": args.threads, "rows": rows,
+        "structure": str(args.structure or "go_mace_tutorial/test-10.xyz frame 0"),
+        "n_atoms": len(atoms), "threads": args.threads, "rows": rows,
     })  # fmt: skip
 
 

@@ -21,6 +21,19 @@ matrix product per element. This is the same sum in another order: results equal
 to floating-point rounding, forward and backward (and double backward: everything is
 differentiable torch operations). With frozen weights (inference) K is computed once and cached.
 
+With frozen weights (inference) the polynomial is evaluated through its gradient instead. Each
+order is homogeneous, so by Euler's theorem ``P_nu(x) = (1/nu) sum_k x_k dP_nu/dx_k``, and every
+``dP_nu/dx_k`` is a polynomial of order nu - 1 with tables ``D[e, c, m, k, n']`` derived from K::
+
+    G[b, c, m, k] = sum_n' D[e_b, c, m, k, n'] x^n'           (one batched product per element)
+    B[b, c, m]    = sum_k x[b, c, k] sum_nu G_nu[b, c, m, k] / nu
+    dB/dx_k       = sum_nu G_nu[b, c, m, k]                   (kept for the backward pass)
+
+The forward pass thus computes the Jacobian the forces need with the same matrix product, and
+the backward pass is one product with it: no per-monomial products are stored or differentiated
+(2x faster on GO-MACE's first product, ``benchmarks/compare_contraction.py``). Double backward
+(Hessians) re-derives the Jacobian with differentiable operations.
+
 Input components that are known to be exactly zero (``live_components``; for example the
 higher-L features of an interaction whose linear maps them to zero) are dropped before the
 monomials are formed, which is exact.
@@ -28,7 +41,7 @@ monomials are formed, which is exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -69,15 +82,26 @@ class FastContraction(torch.nn.Module):
         live = range(self.n_components) if live_components is None else live_components
         live_index = torch.as_tensor(list(live), dtype=torch.long)
         self.register_buffer("live", live_index, persistent=False)
+        self.n_live = int(live_index.numel())
+        monomials = []
         for nu in range(1, self.correlation + 1):
-            index, coupling = _monomials(self._coupling(nu), nu, int(live_index.numel()))
+            index, coupling = _monomials(self._coupling(nu), nu, self.n_live)
             self.register_buffer(f"monomials_{nu}", index, persistent=False)
             self.register_buffer(f"monomial_coupling_{nu}", coupling, persistent=False)
+            monomials.append((index, coupling))
+        lower, derivative = _derivative_couplings(monomials, self.n_live)
+        self.lower_orders = len(lower)
+        for q, index in enumerate(lower):
+            self.register_buffer(f"lower_monomials_{q}", index, persistent=False)
+        for nu, coupling in enumerate(derivative, start=1):
+            self.register_buffer(f"derivative_coupling_{nu}", coupling, persistent=False)
         self._cache: tuple[CacheKey, torch.Tensor] | None = None
+        self._derivative_cache: tuple[CacheKey, tuple[torch.Tensor, ...]] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_cache"] = None  # copies and pickles recompute their tables
+        state["_derivative_cache"] = None
         return state
 
     def _weight(self, nu: int) -> torch.Tensor:
@@ -143,6 +167,141 @@ class FastContraction(torch.nn.Module):
             [c, m, B]
         """
         return torch.bmm(tables[slot], self.monomials(x))
+
+    def polynomials(self, elements: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``evaluate(x [c, k, B], slot) -> [c, m, B]`` for the nodes of ``elements[slot]``:
+        the monomial form while weights train, the gradient form when they are frozen."""
+        if self.frozen():
+            derivatives = self.derivative_tables(elements)
+            return lambda x, slot: self.evaluate_frozen(x, derivatives, slot)
+        tables = self.tables(elements)
+        return lambda x, slot: self.evaluate(x, tables, slot)
+
+    def frozen(self) -> bool:
+        """True if no weight requires gradients (the gradient-form evaluation applies)."""
+        return not any(self._weight(nu).requires_grad for nu in range(1, self.correlation + 1))
+
+    def derivative_tables(self, elements: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """D for ``elements``, cached like :meth:`tables`: per order q of the lower monomials
+        (0: the constant, 1: the components, 2, ...), a contiguous [n_present, c, m * k, n_q]
+        block, the derivative of the order q + 1 part of B with respect to each component.
+        """
+        weights = [self._weight(nu) for nu in range(1, self.correlation + 1)]
+        key: CacheKey = (*weights, *(w._version for w in weights), tuple(elements.tolist()))
+        cached = self._derivative_cache
+        if cached is not None and _same_key(cached[0], key):
+            return cached[1]
+        total = None
+        for nu, weight in zip(range(1, self.correlation + 1), weights):
+            coupling = getattr(self, f"derivative_coupling_{nu}").to(weight.dtype)
+            part = torch.einsum("qnp,epc->ecqn", coupling, weight.index_select(0, elements))
+            total = part if total is None else total + part
+        assert total is not None
+        table = total.detach().reshape(total.shape[0], total.shape[1], -1, total.shape[-1])
+        sizes = [getattr(self, f"lower_monomials_{q}").shape[0] for q in range(self.lower_orders)]
+        blocks = tuple(block.contiguous() for block in table.split(sizes, dim=3))
+        self._derivative_cache = (key, blocks)
+        return blocks
+
+    def evaluate_frozen(
+        self, x: torch.Tensor, tables: tuple[torch.Tensor, ...], slot: int
+    ) -> torch.Tensor:
+        """:meth:`evaluate` through the gradient (frozen weights): [c, m, B] from [c, k, B]."""
+        lower = [getattr(self, f"lower_monomials_{q}") for q in range(2, self.lower_orders)]
+        blocks = [table[slot] for table in tables]
+        return _GradientForm.apply(x, lower, self.dim_out, *blocks)
+
+
+def _lower_terms(x: torch.Tensor, lower: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Monomials of order 1 (x itself) and of orders 2, 3, ... (``lower[q - 2]`` [n_q, q])."""
+    terms = [x]
+    for index in lower:
+        term = x.index_select(1, index[:, 0])
+        for position in range(1, index.shape[1]):
+            term = term * x.index_select(1, index[:, position])
+        terms.append(term)
+    return terms
+
+
+def _gradient_rows(
+    x: torch.Tensor, blocks: Sequence[torch.Tensor], lower: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dB/dx, the same with order nu weighted by 1/nu): [c, m * k, B] each.
+
+    ``blocks[q]`` [c, m * k, n_q] holds the columns of the order-q lower monomials (q = 0: the
+    constant), which are the derivatives of the order nu = q + 1 part; ``lower`` indexes the
+    monomials of order 2 and up.
+    """
+    c, _, b = x.shape
+    jacobian = blocks[0].expand(c, blocks[0].shape[1], b)
+    scaled = jacobian
+    for q, (block, term) in enumerate(zip(blocks[1:], _lower_terms(x, lower)), start=1):
+        part = torch.bmm(block, term)
+        jacobian = jacobian + part
+        scaled = torch.add(scaled, part, alpha=1.0 / (q + 1))
+    return jacobian, scaled
+
+
+class _GradientForm(torch.autograd.Function):
+    """B from the gradient rows (Euler), the Jacobian kept for the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, lower: list, dim_out: int, *blocks: torch.Tensor):
+        c, k, b = x.shape
+        jacobian, scaled = _gradient_rows(x, blocks, lower)
+        jacobian = jacobian.view(c, dim_out, k, b)
+        ctx.save_for_backward(x, jacobian, *blocks)
+        ctx.lower = lower
+        return (scaled.view(c, dim_out, k, b) * x.unsqueeze(1)).sum(2)  # [c, m, B]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        x, jacobian, *blocks = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a Jacobian autograd can differentiate
+            jacobian = _gradient_rows(x, blocks, ctx.lower)[0].view(jacobian.shape)
+        return ((grad.unsqueeze(2) * jacobian).sum(1), None, None, *([None] * len(blocks)))
+
+
+def _derivative_couplings(
+    monomials: Sequence[tuple[torch.Tensor, torch.Tensor]], n: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The lower-order monomials the derivatives use, and each order's derivative coupling.
+
+    Args:
+        monomials: per order nu = 1, 2, ...: (index [n_nu, nu], coupling [m, n_nu, P_nu]).
+        n: live components.
+
+    Returns:
+        (lower, couplings): ``lower[q]`` indexes the order-q monomials (q = 0: the constant,
+        [1, 0]; q = 1: every component, [n, 1]; q >= 2: those some derivative needs);
+        ``couplings[nu - 1]`` [m * n, n_lower, P_nu] maps W_nu to the derivative tables
+        (:meth:`FastContraction.derivative_tables`), with the lower monomials of every order side
+        by side (order nu only fills the columns of order nu - 1).
+    """
+    top = len(monomials)
+    lower: list[torch.Tensor] = [torch.zeros((1, 0), dtype=torch.long),
+                                 torch.arange(n).unsqueeze(1)]  # fmt: skip
+    for q in range(2, top):  # order q monomials: one index removed from order q + 1 ones
+        index = monomials[q][0]  # order q + 1
+        rests = torch.cat([torch.cat([index[:, :a], index[:, a + 1 :]], dim=1)
+                           for a in range(q + 1)])  # fmt: skip
+        lower.append(torch.unique(rests, dim=0))
+    offsets = [0]
+    for index in lower:
+        offsets.append(offsets[-1] + index.shape[0])
+    couplings = []
+    for nu, (index, coupling) in enumerate(monomials, start=1):
+        m, count, p = coupling.shape
+        derivative = torch.zeros((m, n, offsets[-1], p), dtype=coupling.dtype)
+        rest_table = lower[nu - 1]
+        for a in range(nu if count else 0):  # d/dx at position a: index[:, a]; the rest stays
+            rest = torch.cat([index[:, :a], index[:, a + 1 :]], dim=1)
+            matches = (rest.unsqueeze(1) == rest_table.unsqueeze(0)).all(dim=2)  # [count, n_q]
+            column = offsets[nu - 1] + matches.float().argmax(dim=1)
+            for j in range(count):
+                derivative[:, index[j, a], column[j]] += coupling[:, j]
+        couplings.append(derivative.reshape(m * n, offsets[-1], p))
+    return lower, couplings
 
 
 def _monomials(coupling: torch.Tensor, nu: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,12 +372,12 @@ class FastSymmetricContraction(torch.nn.Module):
         pieces = []
         contractions = cast(list[FastContraction], list(self.contractions))
         for contraction in contractions:
-            tables = contraction.tables(present_t)
+            evaluate = contraction.polynomials(present_t)
             outs, start = [], 0
             for slot, element in enumerate(present):
                 stop = start + counts[element]
                 nodes = grouped[:, :, start:stop].contiguous()
-                outs.append(contraction.evaluate(nodes, tables, slot))
+                outs.append(evaluate(nodes, slot))
                 start = stop
             out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # [c, m, n]
             pieces.append(out.permute(2, 0, 1).reshape(n_nodes, -1))

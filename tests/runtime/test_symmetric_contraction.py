@@ -26,14 +26,18 @@ def _inputs(contraction, n_elements: int, seed: int = 0):
     return x.requires_grad_(True), y
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["training", "frozen"])
 @pytest.mark.parametrize("correlation", [1, 2, 3])
 @pytest.mark.parametrize("max_L", [0, 1, 2])
-def test_equals_mace_with_gradients(correlation, max_L):
+def test_equals_mace_with_gradients(correlation, max_L, frozen):
+    # trainable weights: the monomial form; frozen weights: the gradient (Euler) form
     model = tiny_mace([1, 6, 8], max_L=max_L, max_ell=2, correlation=correlation)
+    model.requires_grad_(not frozen)
     for product in model.products:
         source = product.symmetric_contractions
         assert supports_fast_contraction(source)
         fast = FastSymmetricContraction(source)
+        assert all(c.frozen() == frozen for c in fast.contractions)
         x, y = _inputs(source, 3)
         expected, actual = source(x, y), fast(x, y)
         torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
@@ -77,11 +81,32 @@ def test_cached_tables_follow_weight_changes():
     assert not torch.allclose(before, after)
 
 
-def test_live_components_skip_exact_zeros():
+@pytest.mark.parametrize("frozen", [False, True], ids=["training", "frozen"])
+def test_live_components_skip_exact_zeros(frozen):
     model = tiny_mace([1, 6], max_L=1, max_ell=2, correlation=3)
+    model.requires_grad_(not frozen)
     source = model.products[0].symmetric_contractions
     x, y = _inputs(source, 2)
     with torch.no_grad():
         x[:, :, 1:] = 0.0  # only the scalar component is non-zero
     fast = FastSymmetricContraction(source, live_components=[0])
+    torch.testing.assert_close(fast(x, y), source(x, y), rtol=1e-12, atol=1e-12)
+    (g_fast,) = torch.autograd.grad(fast(x, y).pow(2).sum(), x)
+    (g_source,) = torch.autograd.grad(source(x, y).pow(2).sum(), x)
+    torch.testing.assert_close(g_fast[:, :, 0], g_source[:, :, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_frozen_tables_follow_weight_changes_and_ignore_a_no_grad_forward():
+    model = tiny_mace([1, 8], max_L=1, correlation=3)
+    source = copy.deepcopy(model.products[0].symmetric_contractions).requires_grad_(False)
+    fast = FastSymmetricContraction(source)
+    x, y = _inputs(source, 2)
+    with torch.no_grad():
+        fast(x, y)  # tables built without autograd are reused with it
+    before = fast(x, y)
+    (grad,) = torch.autograd.grad(before.sum(), x)
+    (expected,) = torch.autograd.grad(source(x, y).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        source.contractions[0].weights[0].mul_(3.0)  # the order-2 weights, in place
     torch.testing.assert_close(fast(x, y), source(x, y), rtol=1e-12, atol=1e-12)
