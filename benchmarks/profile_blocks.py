@@ -7,7 +7,8 @@ that machine drift hits them alike. Per interaction:
 
 * radial MLP: mace-torch's e3nn MLP on [n_edges] rows, and the cubic table (tabulated lever);
 * convolution: mace-torch's e3nn tensor product + ``scatter_sum``, and macelerate's fused one;
-* symmetric contraction: mace-torch's, and the sparse-polynomial one.
+* symmetric contraction: mace-torch's, and the sparse-polynomial one (weights frozen, as in
+  inference: its gradient form).
 
     python benchmarks/profile_blocks.py [--dtype float32] [--threads 1]
 """
