@@ -182,15 +182,19 @@ class FastContraction(torch.nn.Module):
         return not any(self._weight(nu).requires_grad for nu in range(1, self.correlation + 1))
 
     def derivative_tables(self, elements: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """D for ``elements``, cached like :meth:`tables`: per order q of the lower monomials
-        (0: the constant, 1: the components, 2, ...), a contiguous [n_present, c, m * k, n_q]
-        block, the derivative of the order q + 1 part of B with respect to each component.
+        """D for ``elements``: per order q of the lower monomials (0: the constant, 1: the
+        components, 2, ...), a contiguous [n_present, c, m * k, n_q] block, the derivative of the
+        order q + 1 part of B with respect to each component.
+
+        Cached while the weights keep their values (compared by value, a few thousand numbers:
+        a precision policy that upcasts stored weights hands in new tensors at every call).
         """
         weights = [self._weight(nu) for nu in range(1, self.correlation + 1)]
-        key: CacheKey = (*weights, *(w._version for w in weights), tuple(elements.tolist()))
+        present = tuple(elements.tolist())
         cached = self._derivative_cache
-        if cached is not None and _same_key(cached[0], key):
+        if cached is not None and _same_values(cached[0], (present, *weights)):
             return cached[1]
+        key: CacheKey = (present, *(w.detach().clone() for w in weights))
         total = None
         for nu, weight in zip(range(1, self.correlation + 1), weights):
             coupling = getattr(self, f"derivative_coupling_{nu}").to(weight.dtype)
@@ -326,6 +330,16 @@ def _monomials(coupling: torch.Tensor, nu: int, n: int) -> tuple[torch.Tensor, t
     ).index_add_(1, inverse, coupling)  # fmt: skip
     used = summed.abs().amax(dim=(0, 2)) > 0
     return unique[used], summed[:, used]
+
+
+def _same_values(a: CacheKey, b: CacheKey) -> bool:
+    """Tensors compared by dtype, device, shape and values, everything else by value."""
+    return len(a) == len(b) and all(
+        x.dtype == y.dtype and x.device == y.device and torch.equal(x, y)
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        else x == y
+        for x, y in zip(a, b)
+    )
 
 
 def _same_key(a: CacheKey, b: CacheKey) -> bool:

@@ -55,3 +55,15 @@ def test_a_block_without_gradient_contributes_nothing():
     expected_sum = _reference(reference, interval, table)[:, 5:].sum()
     (expected,) = torch.autograd.grad(expected_sum, reference)
     torch.testing.assert_close(grad, expected)
+
+
+def test_half_precision_tables_take_the_gather_path():
+    # sampled_addmm has no bfloat16 kernel on CPU: the backward falls back to gathered rows
+    weights, interval, table = _case()
+    half = weights.to(torch.bfloat16).requires_grad_(True)
+    out = spline_rows(half, interval, table.to(torch.bfloat16), [5, 6])
+    (grad,) = torch.autograd.grad(sum(block.float().sum() for block in out), half)
+    reference = weights.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(_reference(reference, interval, table).sum(), reference)
+    assert grad.dtype == torch.bfloat16
+    torch.testing.assert_close(grad.double(), expected, rtol=2e-2, atol=5e-2)

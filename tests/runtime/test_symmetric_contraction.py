@@ -110,3 +110,20 @@ def test_frozen_tables_follow_weight_changes_and_ignore_a_no_grad_forward():
     with torch.no_grad():
         source.contractions[0].weights[0].mul_(3.0)  # the order-2 weights, in place
     torch.testing.assert_close(fast(x, y), source(x, y), rtol=1e-12, atol=1e-12)
+
+
+def test_frozen_tables_are_reused_for_equal_weights_in_new_tensors():
+    # a precision policy that upcasts stored weights hands in new tensors at every call
+    model = tiny_mace([1, 8], max_L=0, correlation=3)
+    source = copy.deepcopy(model.products[0].symmetric_contractions).requires_grad_(False)
+    contraction = FastSymmetricContraction(source).contractions[0]
+    present = torch.tensor([0, 1])
+    first = contraction.derivative_tables(present)
+    copied = contraction.weights_max.detach().clone()
+    contraction.weights_max = torch.nn.Parameter(copied, requires_grad=False)
+    assert contraction.derivative_tables(present) is first
+    with torch.no_grad():
+        contraction.weights_max[0, 0, 0] += 1.0
+    changed = contraction.derivative_tables(present)
+    assert changed is not first
+    assert not all(torch.equal(a, b) for a, b in zip(changed, first))
