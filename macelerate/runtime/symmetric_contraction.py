@@ -19,7 +19,7 @@ node and channel. The monomials are gathered from the features of each element's
 innermost, so every operation runs over long contiguous rows) and weighted with one batched
 matrix product per element. This is the same sum in another order: results equal mace-torch's
 to floating-point rounding, forward and backward (and double backward: everything is
-differentiable torch operations). With frozen weights (inference) K is computed once and cached.
+differentiable torch operations). This form runs while the weights train.
 
 With frozen weights (inference) the polynomial is evaluated through its gradient instead. Each
 order is homogeneous, so by Euler's theorem ``P_nu(x) = (1/nu) sum_k x_k dP_nu/dx_k``, and every
@@ -31,8 +31,9 @@ order is homogeneous, so by Euler's theorem ``P_nu(x) = (1/nu) sum_k x_k dP_nu/d
 
 The forward pass thus computes the Jacobian the forces need with the same matrix product, and
 the backward pass is one product with it: no per-monomial products are stored or differentiated
-(2x faster on GO-MACE's first product, ``benchmarks/compare_contraction.py``). Double backward
-(Hessians) re-derives the Jacobian with differentiable operations.
+(forward + backward 1.6x faster on GO-MACE's first product, ``benchmarks/compare_contraction.py``).
+Double backward (Hessians) re-derives the Jacobian with differentiable operations. The tables
+(K, D) are computed once per element and cached while the weights do not change.
 
 Input components that are known to be exactly zero (``live_components``; for example the
 higher-L features of an interaction whose linear maps them to zero) are dropped before the
@@ -276,15 +277,17 @@ def _derivative_couplings(
         n: live components.
 
     Returns:
-        (lower, couplings): ``lower[q]`` indexes the order-q monomials (q = 0: the constant,
-        [1, 0]; q = 1: every component, [n, 1]; q >= 2: those some derivative needs);
+        (lower, couplings): ``lower[q]`` indexes the order-q monomials, q < len(monomials)
+        (q = 0: the constant, [1, 0]; q = 1: every component, [n, 1]; q >= 2: those some
+        derivative needs);
         ``couplings[nu - 1]`` [m * n, n_lower, P_nu] maps W_nu to the derivative tables
         (:meth:`FastContraction.derivative_tables`), with the lower monomials of every order side
         by side (order nu only fills the columns of order nu - 1).
     """
-    top = len(monomials)
-    lower: list[torch.Tensor] = [torch.zeros((1, 0), dtype=torch.long),
-                                 torch.arange(n).unsqueeze(1)]  # fmt: skip
+    top = len(monomials)  # the derivatives reach order top - 1
+    lower: list[torch.Tensor] = [torch.zeros((1, 0), dtype=torch.long)]
+    if top >= 2:
+        lower.append(torch.arange(n).unsqueeze(1))
     for q in range(2, top):  # order q monomials: one index removed from order q + 1 ones
         index = monomials[q][0]  # order q + 1
         rests = torch.cat([torch.cat([index[:, :a], index[:, a + 1 :]], dim=1)
