@@ -25,7 +25,7 @@ import torch
 
 from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
-from macelerate.runtime.tabulated_radial import TabulatedRadialMLP
+from macelerate.runtime.tabulated_radial import TabulatedRadialMLP, linear_layer_weight
 
 MAX_PADDING = 1.25
 """Slots per edge above which a graph runs mace-torch's block forward instead (see below)."""
@@ -124,7 +124,7 @@ def radial_weights(
         hidden = hidden * cutoff
     if widths is None:
         return last(hidden)
-    weight = last.weight / (last.h_in * last.var_in / last.var_out) ** 0.5  # e3nn's last layer
+    weight = linear_layer_weight(last)  # [hidden, weight_numel]
     return tuple(hidden @ block for block in weight.split(list(widths), dim=1))
 
 

@@ -32,8 +32,8 @@ order is homogeneous, so by Euler's theorem ``P_nu(x) = (1/nu) sum_k x_k dP_nu/d
 The forward pass thus computes the Jacobian the forces need with the same matrix product, and
 the backward pass is one product with it: no per-monomial products are stored or differentiated
 (forward + backward 1.6x faster on GO-MACE's first product, ``benchmarks/compare_contraction.py``).
-Double backward (Hessians) re-derives the Jacobian with differentiable operations. The tables
-(K, D) are computed once per element and cached while the weights do not change.
+Double backward (Hessians) re-derives the Jacobian with differentiable operations. The tables D
+are computed once per element and cached while the weights keep their values.
 
 Input components that are known to be exactly zero (``live_components``; for example the
 higher-L features of an interaction whose linear maps them to zero) are dropped before the
@@ -96,13 +96,11 @@ class FastContraction(torch.nn.Module):
             self.register_buffer(f"lower_monomials_{q}", index, persistent=False)
         for nu, coupling in enumerate(derivative, start=1):
             self.register_buffer(f"derivative_coupling_{nu}", coupling, persistent=False)
-        self._cache: tuple[CacheKey, torch.Tensor] | None = None
         self._derivative_cache: tuple[CacheKey, tuple[torch.Tensor, ...]] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_cache"] = None  # copies and pickles recompute their tables
-        state["_derivative_cache"] = None
+        state["_derivative_cache"] = None  # copies and pickles recompute their tables
         return state
 
     def _weight(self, nu: int) -> torch.Tensor:
@@ -122,38 +120,21 @@ class FastContraction(torch.nn.Module):
     def tables(self, elements: torch.Tensor) -> torch.Tensor:
         """K for ``elements``: [n_present, c, m, n_monomials], all orders concatenated.
 
-        Cached while no weight requires gradients and the weights are the same tensors, unchanged
-        (identity and version counter: a new tensor reusing freed memory never matches).
+        Not cached: this form runs while the weights train (frozen weights take
+        :meth:`derivative_tables`, which are).
         """
-        weights = [self._weight(nu) for nu in range(1, self.correlation + 1)]
-        frozen = not any(w.requires_grad for w in weights)
-        key: CacheKey = (*weights, *(w._version for w in weights), tuple(elements.tolist()))
-        cached = self._cache
-        if frozen and cached is not None and _same_key(cached[0], key):
-            return cached[1]
-        blocks = [
-            torch.einsum(
-                "mnp,epc->ecmn",
-                getattr(self, f"monomial_coupling_{nu}").to(weight.dtype),
-                weight.index_select(0, elements),
-            )
-            for nu, weight in zip(range(1, self.correlation + 1), weights)
-        ]
-        tables = torch.cat(blocks, dim=3)
-        if frozen:
-            self._cache = (key, tables)
-        return tables
+        blocks = []
+        for nu in range(1, self.correlation + 1):
+            weight = self._weight(nu).index_select(0, elements)  # [n_present, P, c]
+            coupling = getattr(self, f"monomial_coupling_{nu}").to(weight.dtype)
+            blocks.append(torch.einsum("mnp,epc->ecmn", coupling, weight))
+        return torch.cat(blocks, dim=3)
 
     def monomials(self, x: torch.Tensor) -> torch.Tensor:
         """[c, n_monomials, B]: the products ``prod_{k in n} x[:, k]`` of every order, from
         ``x`` [c, i_live, B]."""
-        terms = []
-        for nu in range(1, self.correlation + 1):
-            index = getattr(self, f"monomials_{nu}")  # [n_monomials, nu]
-            term = x.index_select(1, index[:, 0])
-            for position in range(1, nu):
-                term = term * x.index_select(1, index[:, position])
-            terms.append(term)
+        terms = [_products(x, getattr(self, f"monomials_{nu}"))
+                 for nu in range(1, self.correlation + 1)]  # fmt: skip
         return torch.cat(terms, dim=1) if len(terms) > 1 else terms[0]
 
     def evaluate(self, x: torch.Tensor, tables: torch.Tensor, slot: int) -> torch.Tensor:
@@ -217,15 +198,17 @@ class FastContraction(torch.nn.Module):
         return _GradientForm.apply(x, lower, self.dim_out, *blocks)
 
 
+def _products(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``prod_{k in n} x[:, k]`` for every row n of ``index`` [n, q]: [c, n, B] from [c, k, B]."""
+    term = x.index_select(1, index[:, 0])
+    for position in range(1, index.shape[1]):
+        term = term * x.index_select(1, index[:, position])
+    return term
+
+
 def _lower_terms(x: torch.Tensor, lower: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Monomials of order 1 (x itself) and of orders 2, 3, ... (``lower[q - 2]`` [n_q, q])."""
-    terms = [x]
-    for index in lower:
-        term = x.index_select(1, index[:, 0])
-        for position in range(1, index.shape[1]):
-            term = term * x.index_select(1, index[:, position])
-        terms.append(term)
-    return terms
+    return [x, *(_products(x, index) for index in lower)]
 
 
 def _gradient_rows(
@@ -342,13 +325,6 @@ def _same_values(a: CacheKey, b: CacheKey) -> bool:
         if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
         else x == y
         for x, y in zip(a, b)
-    )
-
-
-def _same_key(a: CacheKey, b: CacheKey) -> bool:
-    """Tensors compared by identity, everything else by value."""
-    return len(a) == len(b) and all(
-        x is y if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b)
     )
 
 

@@ -43,9 +43,13 @@ def hidden_and_last_layer(mlp: Any) -> tuple[torch.nn.Module, torch.Tensor]:
     layers = [m for name, m in mlp.named_children() if name.startswith("layer")]
     if not layers or getattr(layers[-1], "act", None) is not None:
         raise ValueError("radial MLP must be an e3nn FullyConnectedNet with a linear last layer")
-    last: Any = layers[-1]
-    scale = (last.h_in * last.var_in / last.var_out) ** 0.5
-    return torch.nn.Sequential(*layers[:-1]), last.weight.detach() / scale
+    return torch.nn.Sequential(*layers[:-1]), linear_layer_weight(layers[-1]).detach()
+
+
+def linear_layer_weight(layer: Any) -> torch.Tensor:
+    """The effective [h_in, h_out] weight of an e3nn ``FullyConnectedNet`` layer without an
+    activation: ``weight / sqrt(h_in * var_in / var_out)``, as e3nn applies it (differentiable)."""
+    return layer.weight / (layer.h_in * layer.var_in / layer.var_out) ** 0.5
 
 
 class TabulatedRadialMLP(torch.nn.Module):
