@@ -62,17 +62,14 @@ class TabulatedRadialMLP(torch.nn.Module):
         r_max: Å, last knot (the model cutoff).
         n_knots: knots on the uniform grid, at least 2.
 
-    Buffers, in the MLP's dtype: ``output_table`` [4 * n_knots, out], the outputs' cubic of each
-    interval in powers of ``t`` (its local coordinate in [0, 1]), one row per power, and last
-    the constant value at ``r_max`` for lengths at and beyond it; ``coefficients``
-    [n_knots - 1, 4 * hidden], the same for the hidden features; the last layer's weight
-    [hidden, out].
+    Buffers, in the MLP's dtype: ``output_table`` [4 * n_knots, out] and ``hidden_table``
+    [4 * n_knots, hidden] (:func:`_cubic_table`), the outputs' and the hidden features' cubics;
+    the last layer's weight [hidden, out].
     """
 
-    coefficients: torch.Tensor
     output_table: torch.Tensor
+    hidden_table: torch.Tensor
     last_weight: torch.Tensor
-    last_value: torch.Tensor
 
     def __init__(
         self,
@@ -93,16 +90,11 @@ class TabulatedRadialMLP(torch.nn.Module):
         self.spacing = (self.r_max - self.r_min) / (self.n_knots - 1)
         knots = torch.linspace(self.r_min, self.r_max, self.n_knots, dtype=torch.float64)
         values, slopes = _values_and_slopes(hidden, embedding, knots)
-        self.register_buffer(
-            "coefficients", _hermite_coefficients(values, slopes * self.spacing).to(dtype)
-        )
+        slopes = slopes * self.spacing
+        self.register_buffer("hidden_table", _cubic_table(values, slopes).to(dtype))
+        outputs = _cubic_table(values @ last.double(), slopes @ last.double())
+        self.register_buffer("output_table", outputs.to(dtype))
         self.register_buffer("last_weight", last.clone())
-        outputs = values @ last.double()
-        cubics = _hermite_coefficients(outputs, slopes * self.spacing @ last.double())
-        beyond = torch.cat([outputs[-1:], torch.zeros_like(outputs[-1:]).repeat(1, 3)], dim=1)
-        table = torch.cat([cubics, beyond]).view(4 * self.n_knots, -1)  # [beyond]: r >= r_max
-        self.register_buffer("output_table", table.to(dtype))
-        self.register_buffer("last_value", values[-1].to(dtype))  # at r_max and beyond
         self.exact_hidden = hidden  # for lengths below the table
         self.embedding = embedding
 
@@ -120,6 +112,23 @@ class TabulatedRadialMLP(torch.nn.Module):
         blocks [n_edges, width] whose gradients are taken one by one: no [n_edges, out]
         gradient is assembled in the backward pass.
         """
+        blocks = self._interpolate(lengths, scale, widths, outputs=True)
+        return blocks[0] if widths is None else blocks
+
+    def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""
+        return self._interpolate(lengths, None, None, outputs=False)[0]
+
+    def _interpolate(
+        self,
+        lengths: torch.Tensor,
+        scale: torch.Tensor | None,
+        widths: Sequence[int] | None,
+        *,
+        outputs: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """The outputs (or hidden features) at ``lengths``, in ``widths`` column blocks."""
+        table = self.output_table if outputs else self.hidden_table
         r = lengths.squeeze(-1)
         position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
         interval = position.detach().floor().clamp(0, self.n_knots - 2)
@@ -127,38 +136,20 @@ class TabulatedRadialMLP(torch.nn.Module):
         weights = power_weights(position - interval)  # [n, 4]
         if scale is not None:
             weights = weights * scale
-        out = spline_rows(weights, interval.long(), self.output_table, widths)
-        blocks = (out,) if widths is None else out
+        out = spline_rows(weights, interval.long(), table, widths)
+        blocks = (out,) if widths is None else tuple(out)
         below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
         if bool(below.any()):  # rare: atoms closer than the table reaches
             index = below.nonzero().squeeze(1)
             exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
-            exact = exact.to(weights.dtype) @ self.last_weight
+            exact = exact.to(weights.dtype)
+            if outputs:
+                exact = exact @ self.last_weight
             if scale is not None:
                 exact = exact * scale.index_select(0, index)
             parts = (exact,) if widths is None else exact.split(list(widths), 1)
             blocks = tuple(block.index_copy(0, index, part) for block, part in zip(blocks, parts))
-        return blocks[0] if widths is None else blocks
-
-    def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
-        """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""
-        r = lengths.squeeze(-1)
-        position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
-        interval = position.detach().floor().clamp(0, self.n_knots - 2)
-        t = (position - interval).unsqueeze(-1)  # [n, 1], in [0, 1] inside the table
-        c0, c1, c2, c3 = (
-            self.coefficients.index_select(0, interval.long())
-            .view(-1, 4, self.coefficients.shape[-1] // 4)
-            .unbind(1)
-        )  # one gather of the interval's cubic: [n, hidden] each
-        hidden = c0 + t * (c1 + t * (c2 + t * c3))
-        hidden = torch.where((r >= self.r_max).unsqueeze(-1), self.last_value, hidden)
-        below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
-        if bool(below.any()):  # rare: atoms closer than the table reaches
-            index = below.nonzero().squeeze(1)
-            exact = self.exact_hidden(self.embedding(lengths.index_select(0, index)))
-            hidden = hidden.index_copy(0, index, exact.to(hidden.dtype))
-        return hidden
+        return blocks
 
     def extra_repr(self) -> str:
         return (
@@ -167,16 +158,21 @@ class TabulatedRadialMLP(torch.nn.Module):
         )
 
 
-def _hermite_coefficients(values: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
-    """Per interval, the cubic Hermite interpolant in powers of t: [n - 1, 4 * h].
+def _cubic_table(values: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+    """The cubic Hermite interpolant as a :func:`spline_rows` table: [4 * n, h].
 
-    ``values`` and ``slopes`` (derivatives times the spacing) are [n, h] at the knots; on interval
-    k, ``H(t) = c0 + c1 t + c2 t^2 + c3 t^3`` matches both at t = 0 and t = 1.
+    ``values`` and ``slopes`` (derivatives times the spacing) are [n, h] at the knots. Rows
+    ``4k .. 4k + 3`` hold interval k's ``c0 + c1 t + c2 t^2 + c3 t^3`` (matching both at t = 0
+    and t = 1); the last four rows hold the constant value at the last knot, for lengths at and
+    beyond it.
     """
     v0, v1, s0, s1 = values[:-1], values[1:], slopes[:-1], slopes[1:]
     c2 = 3 * (v1 - v0) - 2 * s0 - s1
     c3 = 2 * (v0 - v1) + s0 + s1
-    return torch.cat([v0, s0, c2, c3], dim=1)
+    cubics = torch.stack([v0, s0, c2, c3], dim=1)  # [n - 1, 4, h]
+    beyond = torch.zeros_like(cubics[:1])
+    beyond[0, 0] = values[-1]
+    return torch.cat([cubics, beyond]).reshape(-1, values.shape[1])
 
 
 def _values_and_slopes(
