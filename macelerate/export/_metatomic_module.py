@@ -35,7 +35,8 @@ class MaceMetatomicModule(torch.nn.Module):
     Args:
         mace: the mace-torch model (compiled with ``e3nn.util.jit.compile``).
         atomic_numbers: the model's elements, in its one-hot order.
-        cutoff: neighbour-list cutoff in Å (the model's ``r_max``).
+        cutoff: neighbour-list cutoff in Å (the model's ``r_max``, + 2 × width with a smooth
+            cap, whose thresholds count neighbours that far).
         head: readout head index of a multi-head model.
         force_head: a student's direct force head (reads ``node_feats``), or None.
         stress_head: a student's direct stress head, or None.

@@ -32,7 +32,7 @@ def check_dtype(dtype: str) -> torch.dtype:
 
 
 def plain_mace_module(
-    module: torch.nn.Module, *, allow_uncapped: bool = False
+    module: torch.nn.Module, *, allow_uncapped: bool = False, keep_smooth_cap: bool = False
 ) -> tuple[torch.nn.Module, tuple[str, ...]]:
     """The mace-torch model behind ``module`` (from :func:`read_source`) and how it differs.
 
@@ -40,6 +40,8 @@ def plain_mace_module(
         module: a mace-torch model (returned as is) or a student.
         allow_uncapped: export a hard-capped student without its cap (results then differ
             wherever an atom has more neighbours than the cap).
+        keep_smooth_cap: keep a smooth cap inside the model (see
+            :func:`~macelerate.models.student.export_backbone`; metatomic only).
 
     Returns:
         ``(mace-torch model, changes)``; ``changes`` names what the student had that the model
@@ -54,18 +56,31 @@ def plain_mace_module(
     if not isinstance(module, Student):
         return module, ()
     try:
-        backbone = export_backbone(module, allow_uncapped=allow_uncapped)
+        backbone = export_backbone(
+            module, allow_uncapped=allow_uncapped, keep_smooth_cap=keep_smooth_cap
+        )
     except StudentError as error:
         raise ExportError(str(error)) from error
     changes = []
     if module.confidence is not None:
         changes.append("confidence head left out (it changes no energy or force)")
-    if module.config.max_neighbors is not None:
+    if module.config.smooth_cap:
+        changes.append(smooth_cap_change(module.config))
+    elif module.config.max_neighbors is not None:
         changes.append(
             f"neighbour cap of {module.config.max_neighbors} dropped: results differ where an "
             "atom has more neighbours"
         )
     return backbone, tuple(changes)
+
+
+def smooth_cap_change(config: Any) -> str:
+    """The report line of a smooth cap kept inside an exported model (a ``StudentConfig``)."""
+    return (
+        f"smooth neighbour cap of {config.max_neighbors} (width {config.cap_width} Å) kept inside "
+        f"the model: neighbour list to r_max + 2 × width = {config.r_max + 2 * config.cap_width} "
+        "Å, thresholds searched in TorchScript"
+    )
 
 
 def export_mace(

@@ -3,7 +3,8 @@ metatomic), checked with metatomic-ase against :class:`macelerate.Calculator` be
 into place.
 
 The exported module (:class:`~macelerate.export._metatomic_module.MaceMetatomicModule`) builds
-mace-torch's input from each metatomic ``System`` and its full neighbour list (cutoff ``r_max``)
+mace-torch's input from each metatomic ``System`` and its full neighbour list (cutoff ``r_max``;
+``r_max + 2 * cap_width`` for a smooth-cap student, whose cap runs inside the compiled model)
 and returns the energy; the engine takes forces and stress by autograd. The model inside is the
 plain mace-torch model :func:`~macelerate.export.mace_file.plain_mace_module` gives (so anything a
 mace file cannot hold is refused here too), compiled with e3nn's TorchScript helper as mace-torch
@@ -28,10 +29,11 @@ import torch
 from macelerate._mace import import_mace, model_construction
 from macelerate._version import __version__
 from macelerate.atomic_io import write_atomically
-from macelerate.export.mace_file import check_dtype, plain_mace_module
+from macelerate.export.mace_file import check_dtype, plain_mace_module, smooth_cap_change
 from macelerate.export.report import Agreement, ExportError, ExportReport
 from macelerate.export.source import read_source
 from macelerate.export.verify import check_agreement, compare, probe_structures
+from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
@@ -72,11 +74,17 @@ def _compiled(module: torch.nn.Module) -> torch.nn.Module:
 def _parts(
     source: torch.nn.Module, *, allow_uncapped: bool
 ) -> tuple[torch.nn.Module, Any, Any, tuple[str, ...]]:
-    """(mace-torch model, force head, stress head, changes) to put into the export."""
+    """(mace-torch model, force head, stress head, changes) to put into the export.
+
+    A smooth cap stays inside the model (its thresholds are searched in TorchScript); a hard cap
+    is dropped only with ``allow_uncapped``.
+    """
     from macelerate.models.student import Student
 
     if not isinstance(source, Student) or (source.force_head, source.stress_head) == (None, None):
-        mace, changes = plain_mace_module(source, allow_uncapped=allow_uncapped)
+        mace, changes = plain_mace_module(
+            source, allow_uncapped=allow_uncapped, keep_smooth_cap=True
+        )
         return mace, None, None, changes
     config = source.config
     if config.edge_force_head:
@@ -85,18 +93,29 @@ def _parts(
             "reads the graph's edge vectors; the metatomic export runs node heads only. Run it "
             "with macelerate.Calculator, or distil with a node head (--direct-forces node)"
         )
-    if config.smooth_cap or (config.max_neighbors is not None and not allow_uncapped):
-        fix = "" if config.smooth_cap else "; pass allow_uncapped=True (--allow-uncapped) to export"
+    hard_cap = config.max_neighbors is not None and not config.smooth_cap
+    if hard_cap and not allow_uncapped:
         raise ExportError(
-            f"this student has a {'smooth' if config.smooth_cap else 'hard'} neighbour cap of "
-            f"{config.max_neighbors}, which metatomic engines do not build{fix}"
+            f"this student has a hard neighbour cap of {config.max_neighbors}, which metatomic "
+            "engines do not build; pass allow_uncapped=True (--allow-uncapped) to export"
         )
     notes = ["direct-head forces / stress are the non_conservative_force / _stress outputs"]
     if source.confidence is not None:
         notes.append("confidence head left out (it changes no energy or force)")
-    if config.max_neighbors is not None:
+    if config.smooth_cap:
+        notes.append(smooth_cap_change(config))
+    elif hard_cap:
         notes.append(f"neighbour cap of {config.max_neighbors} dropped")
     return source.backbone, source.force_head, source.stress_head, tuple(notes)
+
+
+def neighbor_cutoff(mace: torch.nn.Module) -> float:
+    """The neighbour-list cutoff in Å ``mace`` needs: ``r_max``, + 2 × width with a smooth cap
+    (its thresholds count neighbours that far)."""
+    described: Any = mace  # r_max: a buffer; radial_embedding: a module
+    embedding = described.radial_embedding
+    extra = 2.0 * embedding.width if isinstance(embedding, SmoothCapRadialEmbedding) else 0.0
+    return float(described.r_max) + extra
 
 
 def build_atomistic_model(
@@ -125,9 +144,10 @@ def build_atomistic_model(
     described: Any = mace  # r_max, atomic_numbers: buffers; interactions: a ModuleList
     atomic_numbers = [int(z) for z in described.atomic_numbers]
     r_max = float(described.r_max)
+    cutoff = neighbor_cutoff(mace)
     n_layers = len(described.interactions)
     module = MaceMetatomicModule(
-        _compiled(_cast_copy(mace, dtype)), atomic_numbers, r_max, heads.index(head or heads[0]),
+        _compiled(_cast_copy(mace, dtype)), atomic_numbers, cutoff, heads.index(head or heads[0]),
         force_head=None if force_head is None else _compiled(
             ScriptableForceHead(_cast_copy(force_head, dtype))
         ),
@@ -143,7 +163,7 @@ def build_atomistic_model(
     capabilities = ModelCapabilities(
         outputs=outputs,
         atomic_types=atomic_numbers,
-        interaction_range=n_layers * r_max,  # message passing: each layer reaches r_max further
+        interaction_range=n_layers * cutoff,  # message passing: each layer reaches a cutoff
         length_unit="angstrom",
         supported_devices=["cuda", "cpu"],
         dtype=str(dtype).removeprefix("torch."),
@@ -196,9 +216,17 @@ def export_metatomic(
         mace, dtype=torch_dtype, force_head=force_head, stress_head=stress_head, head=head,
         name=Path(out).stem, changes=changes,
     )  # fmt: skip
-    reference = mace if force_head is None and stress_head is None else _uncapped(source)
+    reference = _reference(source, mace, direct=(force_head, stress_head) != (None, None))
     agreement = _save_checked(atomistic, reference, Path(out), dtype=dtype, head=head)
     return ExportReport(Path(out), "metatomic", dtype, changes, agreement, "metatomic-ase")
+
+
+def _reference(source: Any, mace: torch.nn.Module, *, direct: bool) -> torch.nn.Module:
+    """What the written file must reproduce, run by :class:`macelerate.Calculator`: the student
+    itself where its graphs matter (a smooth cap), else the model the export holds."""
+    if getattr(getattr(source, "config", None), "smooth_cap", False):
+        return source
+    return _uncapped(source) if direct else mace
 
 
 def _uncapped(student: Any) -> torch.nn.Module:

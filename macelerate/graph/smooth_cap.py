@@ -52,11 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-MAX_ITERATIONS = 64
-"""Upper bound on root-finding steps (Schröder inside the bracket, else bisection)."""
-
-TOLERANCE = 1e-13
-"""Root accepted when |F_i(t) - k| <= TOLERANCE * k: the weight sum is then k to that accuracy."""
+from macelerate.graph.smooth_cap_torch import MAX_ITERATIONS, TOLERANCE, soft_count_thresholds
 
 _MARGIN = 1e-6
 """Relative safety margin (of δ) when pruning zero-weight edges: only edges with w == 0 go."""
@@ -304,6 +300,32 @@ def smooth_cap_weights(
         lengths, receivers, n_nodes=n_nodes, max_neighbors=max_neighbors, width=width,
         ceiling=ceiling, guess=guess,
     )  # fmt: skip
+    return weights_at_thresholds(lengths, receivers, threshold, n_nodes, width, ceiling)
+
+
+def weights_at_thresholds(
+    lengths: torch.Tensor,
+    receivers: torch.Tensor,
+    threshold: torch.Tensor,
+    n_nodes: int,
+    width: float,
+    ceiling: float,
+) -> torch.Tensor:
+    """``w_ij = s((t_i - d_ij) / δ)`` with ``t_i`` re-attached by its implicit derivative.
+
+    TorchScript-ready (the metatomic export compiles it).
+
+    Args:
+        lengths: [n_edges] edge lengths in Å (may require grad).
+        receivers: [n_edges] receiver index of each edge.
+        threshold: [n_nodes] float64 roots t*_i of the edge lengths' values, without gradients.
+        n_nodes: number of atoms.
+        width: δ in Å.
+        ceiling: the largest threshold in Å (thresholds there do not move with the lengths).
+
+    Returns:
+        w: [n_edges] weights in [0, 1], dtype of ``lengths``.
+    """
     detached = lengths.detach()
     slope = smoothstep_derivative((threshold[receivers] - detached.double()) / width)
     slope = torch.where(threshold[receivers] < ceiling, slope, torch.zeros_like(slope))
@@ -452,14 +474,34 @@ class SmoothCapRadialEmbedding(torch.nn.Module):
         edge_index: torch.Tensor,
         atomic_numbers: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(edge_feats [n_edges, n_basis], cutoff [n_edges, 1])`` with the cap in ``cutoff``."""
+        """``(edge_feats [n_edges, n_basis], cutoff [n_edges, 1])`` with the cap in ``cutoff``.
+
+        In Python the thresholds come from the host search (:func:`cap_thresholds`, with the
+        :func:`threshold_guess` in effect); compiled to TorchScript, from the torch search
+        (:func:`~macelerate.graph.smooth_cap_torch.soft_count_thresholds`).
+        """
         edge_feats, cutoff = self.inner(edge_lengths, node_attrs, edge_index, atomic_numbers)
-        weights = smooth_cap_weights(
-            edge_lengths.squeeze(-1), edge_index[1], n_nodes=node_attrs.shape[0],
-            max_neighbors=self.max_neighbors, width=self.width, ceiling=self.cutoff + self.width,
-            guess=_THRESHOLD_GUESS.get(),
-        ).unsqueeze(-1)  # fmt: skip  # [n_edges, 1]
+        lengths, receivers = edge_lengths.squeeze(-1), edge_index[1]
+        n_nodes, ceiling = node_attrs.shape[0], self.cutoff + self.width
+        if torch.jit.is_scripting():
+            threshold = soft_count_thresholds(
+                lengths, receivers, n_nodes, self.max_neighbors, self.width, ceiling
+            )
+        else:
+            threshold = self._host_thresholds(lengths, receivers, n_nodes)
+        weights = weights_at_thresholds(lengths, receivers, threshold, n_nodes, self.width, ceiling)
+        weights = weights.unsqueeze(-1)  # [n_edges, 1]
         return edge_feats, weights if cutoff is None else cutoff * weights
+
+    @torch.jit.unused
+    def _host_thresholds(
+        self, lengths: torch.Tensor, receivers: torch.Tensor, n_nodes: int
+    ) -> torch.Tensor:
+        """[n_nodes] float64 thresholds from :func:`cap_thresholds` (Python only)."""
+        return cap_thresholds(
+            lengths, receivers, n_nodes=n_nodes, max_neighbors=self.max_neighbors,
+            width=self.width, ceiling=self.cutoff + self.width, guess=_THRESHOLD_GUESS.get(),
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return f"max_neighbors={self.max_neighbors}, width={self.width}, cutoff={self.cutoff}"

@@ -504,13 +504,18 @@ def load_student(path: str | Path) -> Student:
     return model
 
 
-def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.nn.Module:
+def export_backbone(
+    student: Student, *, allow_uncapped: bool = False, keep_smooth_cap: bool = False
+) -> torch.nn.Module:
     """The student as a plain mace-torch ``ScaleShiftMACE`` (for LAMMPS and mace-torch tools).
 
     The confidence head is left out (it changes no energy or force). Parts mace-torch cannot
     represent are an error: direct force/stress heads and the smooth cap. A hard-capped student
     exports only with ``allow_uncapped=True``: mace-torch tools build uncapped graphs, so results
-    differ wherever an atom has more than k neighbours.
+    differ wherever an atom has more than k neighbours. With ``keep_smooth_cap=True`` a
+    smooth-cap student's backbone is returned with its
+    :class:`~macelerate.graph.smooth_cap.SmoothCapRadialEmbedding` (a macelerate module, which
+    TorchScript compiles: for the metatomic export, whose graphs reach ``r_max + 2 * cap_width``).
 
     Raises:
         StudentError: the student has parts a plain mace-torch model cannot hold.
@@ -520,7 +525,7 @@ def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.
         "attention or cartesian layers": any(kind != "mace" for kind in config.layer_kinds),
         "a direct force head": config.direct_forces,
         "a direct stress head": config.direct_stress,
-        "a smooth neighbour cap": config.smooth_cap,
+        "a smooth neighbour cap": config.smooth_cap and not keep_smooth_cap,
     }
     parts = [name for name, present in named.items() if present]
     if parts:
@@ -530,7 +535,7 @@ def export_backbone(student: Student, *, allow_uncapped: bool = False) -> torch.
             "student (layers all mace, direct_forces=False, direct_stress=False, "
             "smooth_cap=False) to export it"
         )
-    if config.max_neighbors is not None and not allow_uncapped:
+    if config.max_neighbors is not None and not config.smooth_cap and not allow_uncapped:
         raise StudentError(
             f"this student was trained on graphs capped at {config.max_neighbors} neighbours, "
             "which mace-torch tools do not build; pass allow_uncapped=True to export anyway"

@@ -104,12 +104,35 @@ def test_direct_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, stude
     assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
 
 
-def test_capped_students_are_refused(tmp_path, metatomic_ase, students):
+def test_hard_capped_students_are_refused(tmp_path, metatomic_ase, students):
     with pytest.raises(ExportError, match="capped at 3 neighbours.*allow_uncapped"):
         export_metatomic(students["capped"], tmp_path / "capped.pt")
-    with pytest.raises(ExportError, match="smooth neighbour cap"):
-        export_metatomic(students["smooth"], tmp_path / "smooth.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("structure", ["silicon", "ethanol"])
+def test_smooth_cap_runs_inside_the_exported_model(
+    tmp_path, metatomic_ase, students, structure, request
+):
+    student = students["smooth"]
+    out = tmp_path / "smooth.pt"
+    report = export_metatomic(student, out)
+    assert report.agreement.max_abs_force_diff <= FORCE_TOLERANCE_FLOAT64
+    assert any("smooth neighbour cap of 3" in change for change in report.changes)
+    calculator = metatomic_ase.MetatomicCalculator(out, device="cpu")
+    reach = 4.0 + 2 * student.config.cap_width  # thresholds count neighbours to r_max + 2δ
+    [neighbors] = calculator.model().requested_neighbor_lists()
+    assert neighbors.cutoff == pytest.approx(reach)
+    assert calculator.model().capabilities().interaction_range == pytest.approx(2 * reach)
+    atoms = request.getfixturevalue(structure)
+    receivers = student.build_graph(atoms, min_distance=None)["edge_index"][1]
+    assert torch.bincount(receivers).max() > 3  # the cap acts on this structure
+    got = _results(calculator, atoms)
+    want = _results(Calculator(student, dtype="float64"), atoms)
+    assert abs(got["energy"] - want["energy"]) <= 1e-8
+    assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
+    if "stress" in want:
+        assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
 
 
 def test_missing_metatomic_is_one_clear_error(tmp_path, monkeypatch, tiny_model):
