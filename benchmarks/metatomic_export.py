@@ -2,7 +2,8 @@
 
 Each model (a mace-torch file or a student, e.g. a smooth-cap student whose cap runs inside the
 exported TorchScript model) is written with ``export_metatomic`` in each dtype, then run through
-metatomic-ase's ``MetatomicCalculator`` and ``macelerate.Calculator`` on the first ``--frames``
+metatomic-ase's ``MetatomicCalculator`` (non-conservative outputs for direct-head students, as
+macelerate runs them) and ``macelerate.Calculator`` on the first ``--frames``
 structures of ``--test``: largest energy and force differences, and milliseconds per energy +
 forces step (both through ASE's ``calculate``), interleaved in one process on the first frame
 (median of ``--repeats`` rounds).
@@ -31,6 +32,8 @@ from _common import environment, write_result  # noqa: E402
 from macelerate import Calculator  # noqa: E402
 from macelerate.data.labels import read_structures  # noqa: E402
 from macelerate.export import export_metatomic  # noqa: E402
+from macelerate.export.metatomic import non_conservative_mode  # noqa: E402
+from macelerate.export.source import read_source  # noqa: E402
 
 WARMUP = 2
 
@@ -61,8 +64,9 @@ def measure(name: str, path: str, frames, dtype: str, repeats: int, folder: Path
     start = time.perf_counter()
     report = export_metatomic(path, out, dtype=dtype)
     export_seconds = time.perf_counter() - start
+    direct = non_conservative_mode(read_source(path))  # direct heads: compare their forces
     engines = {
-        "metatomic-ase": MetatomicCalculator(str(out), device="cpu"),
+        "metatomic-ase": MetatomicCalculator(str(out), device="cpu", non_conservative=direct),
         "macelerate": Calculator(path, dtype=dtype),
     }
     energy_diff, force_diff = 0.0, 0.0

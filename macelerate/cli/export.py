@@ -13,9 +13,9 @@ EPILOG = """formats:
              and metatomic-ase
   symmetrix  Symmetrix-XL's JSON model; needs pip install 'macelerate[peers]'
 
-Students with direct force/stress heads or a smooth neighbour cap export only to metatomic
-(direct heads as non-conservative outputs; the smooth cap runs inside the compiled model, on a
-neighbour list to r_max + 2 x cap width)."""
+Students with direct force/stress heads (node or edge) or a smooth neighbour cap export only to
+metatomic (direct heads as non-conservative outputs; the smooth cap runs inside the compiled
+model, on a neighbour list to r_max + 2 x cap width)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

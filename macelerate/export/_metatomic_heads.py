@@ -1,5 +1,8 @@
 """A student's direct heads in a form TorchScript compiles, for metatomic exports.
 
+Node heads are mirrored by wrappers; edge heads compile as they are and get a wrapper that
+builds their inputs from the export's graph.
+
 :class:`~macelerate.models.heads.DirectForceHead` and
 :class:`~macelerate.models.heads.DirectStressHead` are written for eager PyTorch (their scatter
 uses ``*shape`` unpacking, which TorchScript cannot size). The wrappers below hold the same
@@ -14,6 +17,9 @@ from typing import Any
 
 import torch
 
+from macelerate.graph.smooth_cap import weights_at_thresholds
+from macelerate.graph.smooth_cap_torch import soft_count_thresholds
+from macelerate.models.edge_heads import edge_virial_stress
 from macelerate.models.heads import DirectForceHead, DirectStressHead
 
 
@@ -66,3 +72,61 @@ class ScriptableStressHead(torch.nn.Module):
         volume = torch.linalg.det(cell.view(n_graphs, 3, 3).to(total.dtype)).abs()  # [n_graphs]
         safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
         return torch.where(volume[:, None, None] > 1e-8, total / safe[:, None, None], zeros)
+
+
+class ScriptableEdgeHeads(torch.nn.Module):
+    """An :class:`~macelerate.models.edge_heads.EdgeForceHead` (compiled as it is) on the
+    export's graph: edge vectors, the smooth-cap weights the student's forward computes, the
+    head's pair forces, and their virial as stress.
+
+    Args:
+        force_head: the student's edge force head.
+        virial_stress: whether the student has a direct stress (the virial of the pair forces).
+        max_neighbors: the smooth cap's k, or 0 without a smooth cap.
+        width: the cap's δ in Å (unused without a cap).
+        ceiling: the largest threshold in Å, r_max + δ (unused without a cap).
+    """
+
+    def __init__(
+        self,
+        force_head: torch.nn.Module,
+        virial_stress: bool,
+        max_neighbors: int = 0,
+        width: float = 1.0,
+        ceiling: float = 0.0,
+    ):
+        super().__init__()
+        self.force_head = force_head
+        self.virial_stress = virial_stress
+        self.max_neighbors = max_neighbors
+        self.width = width
+        self.ceiling = ceiling
+
+    def forward(
+        self, node_feats: torch.Tensor, graph: dict[str, torch.Tensor], n_graphs: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forces [n_atoms, 3] eV/Å, stress [n_graphs, 3, 3] eV/Å³)``; the stress is zero
+        without ``virial_stress``."""
+        positions, edge_index = graph["positions"], graph["edge_index"]
+        receivers = edge_index[1]
+        vectors = positions[receivers] - positions[edge_index[0]] + graph["shifts"]  # [n_edges, 3]
+        cap_weight: torch.Tensor | None = None
+        if self.max_neighbors > 0:
+            lengths = torch.linalg.vector_norm(vectors, dim=-1)
+            n_nodes = positions.shape[0]
+            threshold = soft_count_thresholds(
+                lengths, receivers, n_nodes, self.max_neighbors, self.width, self.ceiling
+            )
+            cap_weight = weights_at_thresholds(
+                lengths, receivers, threshold, n_nodes, self.width, self.ceiling
+            )
+        forces, edge_forces = self.force_head(
+            node_feats, edge_index, vectors, cap_weight, graph["batch"], n_graphs
+        )
+        if self.virial_stress:
+            stress = edge_virial_stress(
+                vectors, edge_forces, graph["batch"][receivers], graph["cell"], n_graphs
+            )
+        else:
+            stress = torch.zeros((n_graphs, 3, 3), dtype=forces.dtype, device=forces.device)
+        return forces, stress

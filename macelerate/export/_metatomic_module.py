@@ -40,6 +40,9 @@ class MaceMetatomicModule(torch.nn.Module):
         head: readout head index of a multi-head model.
         force_head: a student's direct force head (reads ``node_feats``), or None.
         stress_head: a student's direct stress head, or None.
+        edge_heads: a student's edge force head and its virial stress
+            (:class:`~macelerate.export._metatomic_heads.ScriptableEdgeHeads`), or None.
+        edge_stress: whether ``edge_heads`` gives the ``non_conservative_stress`` output.
     """
 
     element_index: torch.Tensor  # [max Z + 1] int64: one-hot column of each Z (-1: not modelled)
@@ -52,6 +55,8 @@ class MaceMetatomicModule(torch.nn.Module):
         head: int = 0,
         force_head: Optional[torch.nn.Module] = None,
         stress_head: Optional[torch.nn.Module] = None,
+        edge_heads: Optional[torch.nn.Module] = None,
+        edge_stress: bool = False,
     ):
         super().__init__()
         self.mace = mace
@@ -63,6 +68,8 @@ class MaceMetatomicModule(torch.nn.Module):
         self.neighbors = NeighborListOptions(cutoff=cutoff, full_list=True, strict=True)
         self.force_head = force_head
         self.stress_head = stress_head
+        self.edge_heads = edge_heads
+        self.edge_stress = edge_stress
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         return [self.neighbors]
@@ -141,6 +148,14 @@ class MaceMetatomicModule(torch.nn.Module):
         if "non_conservative_stress" in outputs and stress_head is not None:
             stress = stress_head(node_feats, batch, graph["cell"], len(systems))  # [n, 3, 3]
             results["non_conservative_stress"] = self._stress(stress)
+        edge_heads = self.edge_heads
+        asked = "non_conservative_force" in outputs or "non_conservative_stress" in outputs
+        if edge_heads is not None and asked:
+            forces, stress = edge_heads(node_feats, graph, len(systems))
+            if "non_conservative_force" in outputs:
+                results["non_conservative_force"] = self._per_atom_vectors(forces, samples, keep)
+            if "non_conservative_stress" in outputs and self.edge_stress:
+                results["non_conservative_stress"] = self._stress(stress)
         return results
 
     def _energy(

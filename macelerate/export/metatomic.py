@@ -8,9 +8,11 @@ mace-torch's input from each metatomic ``System`` and its full neighbour list (c
 and returns the energy; the engine takes forces and stress by autograd. The model inside is the
 plain mace-torch model :func:`~macelerate.export.mace_file.plain_mace_module` gives (so anything a
 mace file cannot hold is refused here too), compiled with e3nn's TorchScript helper as mace-torch
-does for LAMMPS. Students with direct heads are exported with their backbone's energy plus
-``non_conservative_force`` (and ``non_conservative_stress``) outputs; engines use those only when
-asked (``MetatomicCalculator(non_conservative=True)``).
+does for LAMMPS. Students with direct heads (node heads, or edge heads whose pair forces are
+built from the export's graph, with the smooth-cap weights when the student has a cap) are
+exported with their backbone's energy plus ``non_conservative_force`` (and
+``non_conservative_stress``) outputs; engines use those only when asked
+(``MetatomicCalculator(non_conservative=True)``).
 
 Needs ``metatomic-torch`` and ``metatomic-ase`` (``pip install 'macelerate[test]'``, or the two
 packages).
@@ -87,12 +89,6 @@ def _parts(
         )
         return mace, None, None, changes
     config = source.config
-    if config.edge_force_head:
-        raise ExportError(
-            f"this student has an edge force head ({config.force_head_kind!r} pair forces), which "
-            "reads the graph's edge vectors; the metatomic export runs node heads only. Run it "
-            "with macelerate.Calculator, or distil with a node head (--direct-forces node)"
-        )
     hard_cap = config.max_neighbors is not None and not config.smooth_cap
     if hard_cap and not allow_uncapped:
         raise ExportError(
@@ -135,7 +131,6 @@ def build_atomistic_model(
     """
     from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
 
-    from macelerate.export._metatomic_heads import ScriptableForceHead, ScriptableStressHead
     from macelerate.export._metatomic_module import MaceMetatomicModule
 
     heads = list(getattr(mace, "heads", None) or ["default"])
@@ -147,14 +142,12 @@ def build_atomistic_model(
     cutoff = neighbor_cutoff(mace)
     n_layers = len(described.interactions)
     module = MaceMetatomicModule(
-        _compiled(_cast_copy(mace, dtype)), atomic_numbers, cutoff, heads.index(head or heads[0]),
-        force_head=None if force_head is None else _compiled(
-            ScriptableForceHead(_cast_copy(force_head, dtype))
-        ),
-        stress_head=None if stress_head is None else _compiled(
-            ScriptableStressHead(_cast_copy(stress_head, dtype))
-        ),
-    ).eval()  # fmt: skip
+        _compiled(_cast_copy(mace, dtype)),
+        atomic_numbers,
+        cutoff,
+        heads.index(head or heads[0]),
+        **_scriptable_heads(mace, force_head, stress_head, dtype),
+    ).eval()
     outputs = {"energy": ModelOutput(unit="eV", sample_kind="atom")}
     if force_head is not None:
         outputs["non_conservative_force"] = ModelOutput(unit="eV/Angstrom", sample_kind="atom")
@@ -175,6 +168,38 @@ def build_atomistic_model(
         extra={"macelerate-version": __version__, "macelerate-changes": "; ".join(changes)},
     )
     return AtomisticModel(module, metadata, capabilities)
+
+
+def _scriptable_heads(
+    mace: torch.nn.Module, force_head: Any, stress_head: Any, dtype: torch.dtype
+) -> dict[str, Any]:
+    """Keyword arguments of ``MaceMetatomicModule`` for a student's direct heads, compiled."""
+    from macelerate.export._metatomic_heads import (
+        ScriptableEdgeHeads,
+        ScriptableForceHead,
+        ScriptableStressHead,
+    )
+    from macelerate.models.edge_heads import EdgeForceHead
+
+    if isinstance(force_head, EdgeForceHead):
+        embedding: Any = getattr(mace, "radial_embedding", None)
+        cap: dict[str, Any] = (
+            {"max_neighbors": embedding.max_neighbors, "width": embedding.width,
+             "ceiling": embedding.cutoff + embedding.width}
+            if isinstance(embedding, SmoothCapRadialEmbedding) else {}
+        )  # fmt: skip
+        edge_heads = ScriptableEdgeHeads(
+            _cast_copy(force_head, dtype), virial_stress=stress_head is not None, **cap
+        )
+        return {"edge_heads": _compiled(edge_heads), "edge_stress": stress_head is not None}
+    return {
+        "force_head": None if force_head is None else _compiled(
+            ScriptableForceHead(_cast_copy(force_head, dtype))
+        ),
+        "stress_head": None if stress_head is None else _compiled(
+            ScriptableStressHead(_cast_copy(stress_head, dtype))
+        ),
+    }  # fmt: skip
 
 
 def _cast_copy(module: ModuleT, dtype: torch.dtype) -> ModuleT:
@@ -249,7 +274,7 @@ def _save_checked(
     described: Any = reference_model
     structures = probe_structures([int(z) for z in described.atomic_numbers])
     reference = Calculator(reference_model, dtype=dtype, head=head, min_distance=None)
-    direct = _non_conservative(reference_model)
+    direct = non_conservative_mode(reference_model)
     found: list[Agreement] = []
 
     def write(tmp: Path) -> None:
@@ -268,8 +293,9 @@ def _save_checked(
     return found[0]
 
 
-def _non_conservative(model: torch.nn.Module) -> bool | str:
-    """``MetatomicCalculator(non_conservative=...)`` matching how macelerate runs ``model``."""
+def non_conservative_mode(model: torch.nn.Module) -> bool | str:
+    """``MetatomicCalculator(non_conservative=...)`` matching how macelerate runs ``model``
+    (a model or student; False: conservative, else True, ``"forces"`` or ``"stress"``)."""
     forces = getattr(model, "force_head", None) is not None
     stress = getattr(model, "stress_head", None) is not None
     return (forces and stress) or ("forces" if forces else "stress" if stress else False)

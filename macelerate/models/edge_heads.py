@@ -48,8 +48,6 @@ class EdgeForceHead(torch.nn.Module):
         remove_net_force: subtract each structure's mean force, so forces sum to zero.
     """
 
-    scalar_columns: torch.Tensor  # [S] int64 columns of the 0e node features
-
     def __init__(
         self,
         irreps_in: str,
@@ -65,7 +63,10 @@ class EdgeForceHead(torch.nn.Module):
         columns = scalar_feature_columns(irreps_in)
         if columns.numel() == 0:
             raise ValueError(f"an edge force head needs 0e node features, got {irreps_in}")
+        # [S] int64 columns of the 0e node features. Typed here, not at class level: TorchScript
+        # compiles this module for the metatomic export and cannot read postponed class ones.
         self.register_buffer("scalar_columns", columns, persistent=False)
+        self.scalar_columns: torch.Tensor
         import_mace()
         from mace.modules.radial import BesselBasis, PolynomialCutoff
 
@@ -112,8 +113,8 @@ class EdgeForceHead(torch.nn.Module):
             unit = vectors / lengths.clamp(min=1e-9)
             return edge_weight * self.mlp(torch.cat(pair, dim=-1)) * unit
         scaled = vectors / self.r_max
-        plus = self.mlp(torch.cat([*pair, scaled], dim=-1))
-        minus = self.mlp(torch.cat([*pair, -scaled], dim=-1))
+        plus = self.mlp(torch.cat(pair + [scaled], dim=-1))
+        minus = self.mlp(torch.cat(pair + [-scaled], dim=-1))
         return edge_weight * 0.5 * (plus - minus)  # odd in v: f_ji = -f_ij for symmetric inputs
 
     def forward(

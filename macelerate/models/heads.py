@@ -51,7 +51,8 @@ def cartesian_basis() -> torch.Tensor:
 
 def scatter_per_graph(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
     """Sums [n_graphs, ...] of per-item ``values`` [n, ...] over their structure index ``batch``."""
-    out = torch.zeros((n_graphs, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    shape = [n_graphs] + list(values.shape[1:])  # TorchScript-ready (no * unpacking)
+    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
     return out.index_add_(0, batch, values)
 
 

@@ -21,13 +21,30 @@ STUDENT_OPTIONS = {
     "capped": {"max_neighbors": 3, "confidence_head": True},
     "smooth": {"max_neighbors": 3, "smooth_cap": True},
     "direct": {"direct_forces": True, "direct_stress": True, "confidence_head": True},
+    "edge": {
+        "direct_forces": True,
+        "direct_stress": True,
+        "force_head_kind": "edge",
+        "max_neighbors": 3,
+        "smooth_cap": True,
+        "max_L": 0,
+        "edge_head_width": 8,
+    },
+    "cartesian": {
+        "direct_forces": True,
+        "force_head_kind": "cartesian",
+        "max_L": 0,
+        "edge_head_width": 8,
+    },
 }
 
 
 @pytest.fixture(scope="session")
 def students() -> dict[str, Student]:
     """``capped`` (hard cap 3 + confidence), ``smooth`` (smooth cap), ``direct`` (force and
-    stress heads + confidence): random 4-channel students for H, C, O, Si (r_max 4 Å)."""
+    stress heads + confidence), ``edge`` (pair-force head with virial stress, smooth cap 3),
+    ``cartesian`` (non-equivariant pair-force head, no stress): random 4-channel students for
+    H, C, O, Si (r_max 4 Å)."""
     built = {}
     for seed, (name, options) in enumerate(STUDENT_OPTIONS.items()):
         torch.manual_seed(seed)

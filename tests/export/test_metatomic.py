@@ -104,6 +104,24 @@ def test_direct_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, stude
     assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
 
 
+@pytest.mark.parametrize("name", ["edge", "cartesian"])
+def test_edge_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, students, name, silicon):
+    student = students[name]
+    out = tmp_path / f"{name}.pt"
+    report = export_metatomic(student, out)
+    assert report.agreement.max_abs_force_diff <= FORCE_TOLERANCE_FLOAT64
+    mode = "forces" if name == "cartesian" else True  # the cartesian student has no stress head
+    calculator = metatomic_ase.MetatomicCalculator(out, device="cpu", non_conservative=mode)
+    outputs = set(calculator.model().capabilities().outputs)
+    assert ("non_conservative_stress" in outputs) == (name == "edge")
+    got = _results(calculator, silicon)
+    want = _results(Calculator(student, dtype="float64"), silicon)
+    assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
+    assert np.abs(got["forces"]).max() > 1e-6  # pair forces, not an empty output
+    if name == "edge":
+        assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
+
+
 def test_hard_capped_students_are_refused(tmp_path, metatomic_ase, students):
     with pytest.raises(ExportError, match="capped at 3 neighbours.*allow_uncapped"):
         export_metatomic(students["capped"], tmp_path / "capped.pt")

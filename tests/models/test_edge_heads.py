@@ -8,7 +8,6 @@ import torch
 from ase import Atoms
 
 from macelerate import load
-from macelerate.export.metatomic import ExportError, _parts
 from macelerate.graph.rotation import rotation_matrix
 from macelerate.models.checkpoint import make_provenance
 from macelerate.models.edge_heads import EdgeForceHead, edge_virial_stress
@@ -145,7 +144,7 @@ def test_virial_of_a_pair_potential_is_its_strain_derivative():
     torch.testing.assert_close(stress[0], expected, rtol=1e-12, atol=1e-14)
 
 
-def test_edge_head_students_save_load_and_refuse_metatomic(students, tmp_path):
+def test_edge_head_students_save_and_load(students, tmp_path):
     atoms = _crystal(1)
     for name, student in students.items():
         path = save_model(tmp_path / f"{name}.pt", student, provenance=make_provenance("test"))
@@ -155,8 +154,6 @@ def test_edge_head_students_save_load_and_refuse_metatomic(students, tmp_path):
         np.testing.assert_allclose(
             _outputs(loaded, atoms)[0], _outputs(student, atoms)[0], rtol=0, atol=1e-12
         )
-    with pytest.raises(ExportError, match="edge force head"):
-        _parts(students["edge"], allow_uncapped=True)
 
 
 def test_potential_runs_direct_heads_without_an_autograd_graph(students):
