@@ -85,6 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads for timings")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, splits, weights")
+    parser.add_argument("--no-export", action="store_true",
+                        help="do not write the student as a metatomic model (student_metatomic.pt, "
+                        "for LAMMPS, i-PI, ASE, torch-sim via metatomic)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         max_force_rmse_mev=args.max_force_rmse,
         budget_minutes=args.budget_minutes, threads=args.threads, seed=args.seed,
         validation_md_steps=args.validation_steps, timing_repeats=args.timing_repeats,
+        export_metatomic=not args.no_export,
         sampling=SamplingConfig(temperatures=tuple(args.temperatures), md_steps=args.md_steps,
                                 interval=args.interval, timestep_fs=args.timestep),
     )  # fmt: skip

@@ -40,6 +40,7 @@ from macelerate.atomic_io import write_atomically
 from macelerate.data.labels import LabelKeys
 from macelerate.models.potential import Potential
 from macelerate.pipeline.config import CompressConfig, CompressConfigError
+from macelerate.pipeline.engine_export import export_student
 from macelerate.pipeline.ladder import Candidate, default_ladder, measure_ladder
 from macelerate.pipeline.sampling import SPLITS, sample_splits
 from macelerate.pipeline.selection import plan_training, train_candidate, training_order
@@ -391,6 +392,10 @@ def compress(
             )  # fmt: skip
             validation = result.to_dict()
             state.finish("validate", validation)
+    exported = state.stage("export")
+    if exported is None and student_path is not None and config.export_metatomic:
+        exported = export_student(student_path, out, dtype=config.speed_dtype)
+        state.finish("export", exported)
     met, verdict, checks = _verdict(chosen, _headline(validation), config)
     summary = {
         "verdict": verdict, "met": met, "checks": checks,
@@ -407,7 +412,9 @@ def compress(
         "stages": {"spent_seconds": state.spent_seconds()},
         "validation": validation,
         "files": {"student": "student.pt" if student_path else None,
+                  "metatomic": (exported or {}).get("metatomic", {}).get("file"),
                   "data": [f"data/{name}.xyz" for name in SPLITS]},
+        "export": exported,
     }  # fmt: skip
     write_report_card(out, summary)
     text = json.dumps(summary, indent=1, default=str)

@@ -70,6 +70,8 @@ class CompressConfig:
         validation_md_steps: steps of each validation MD run (NVE drift; RDFs of teacher and
             student Langevin MD).
         seed: seed of sampling, splits and initial weights.
+        export_metatomic: also write the chosen student as a metatomic model (in
+            ``speed_dtype``; skipped, with the reason, when metatomic is not installed).
         sampling: see :class:`SamplingConfig`.
     """
 
@@ -86,6 +88,7 @@ class CompressConfig:
     timing_repeats: int = 7
     validation_md_steps: int = 200
     seed: int = 0
+    export_metatomic: bool = True
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:

@@ -361,6 +361,9 @@ def _how(summary: Mapping[str, Any]) -> list[str]:
         f"- chosen student: {summary.get('chosen') or 'none'}",
     ]
     lines += [f"- files: {_value(summary.get('files'))}"]
+    metatomic = (summary.get("export") or {}).get("metatomic")
+    if metatomic:
+        lines += [f"- metatomic export: {_value(metatomic)}"]
     stages = summary.get("stages") or {}
     lines += [f"- time: {_value(stages)} (s)", ""]
     timings = (summary.get("validation") or {}).get("stage_seconds") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import replace
 
@@ -104,6 +105,18 @@ def test_the_pipeline_writes_a_validated_student_and_a_report_card(run):
     assert run.met == all(check["met"] for check in summary["checks"].values())
     student = load(run.student_path)
     assert np.isfinite(student.predict(silicon()).forces).all()
+
+
+def test_the_chosen_student_is_exported_for_metatomic_engines(run):
+    metatomic = run.summary["export"]["metatomic"]
+    if importlib.util.find_spec("metatomic_ase") is None:
+        assert metatomic["file"] is None and "pip install metatomic" in metatomic["skipped"]
+        return
+    assert metatomic["file"] == "student_metatomic.pt" == run.summary["files"]["metatomic"]
+    assert (run.out / metatomic["file"]).is_file()
+    assert metatomic["dtype"] == "float32" and metatomic["max_abs_force_diff_eV_per_A"] <= 1e-3
+    assert any("smooth neighbour cap of 6" in change for change in metatomic["changes"])
+    assert "metatomic export" in (run.out / "report.md").read_text()
 
 
 def test_a_finished_run_is_not_repeated(run, teacher, monkeypatch):
