@@ -1,7 +1,7 @@
 """A student's direct heads in a form TorchScript compiles, for metatomic exports.
 
-Node heads are mirrored by wrappers; edge heads compile as they are and get a wrapper that
-builds their inputs from the export's graph.
+Node heads and the confidence head are mirrored by wrappers; edge heads compile as they are and
+get a wrapper that builds their inputs from the export's graph.
 
 :class:`~macelerate.models.heads.DirectForceHead` and
 :class:`~macelerate.models.heads.DirectStressHead` are written for eager PyTorch (their scatter
@@ -20,7 +20,7 @@ import torch
 from macelerate.graph.smooth_cap import weights_at_thresholds
 from macelerate.graph.smooth_cap_torch import soft_count_thresholds
 from macelerate.models.edge_heads import edge_virial_stress
-from macelerate.models.heads import DirectForceHead, DirectStressHead
+from macelerate.models.heads import ConfidenceHead, DirectForceHead, DirectStressHead
 
 
 class ScriptableForceHead(torch.nn.Module):
@@ -130,3 +130,23 @@ class ScriptableEdgeHeads(torch.nn.Module):
         else:
             stress = torch.zeros((n_graphs, 3, 3), dtype=forces.dtype, device=forces.device)
         return forces, stress
+
+
+class ScriptableConfidenceHead(torch.nn.Module):
+    """:class:`~macelerate.models.heads.ConfidenceHead` and ``expected_force_error``: node
+    features [n_atoms, D] -> expected per-atom force error [n_atoms] in eV/Å."""
+
+    scalar_columns: torch.Tensor  # [n_scalars] int64 columns of the 0e features
+    centres: torch.Tensor  # [n_bins] eV/Å, the middle of each force-error bin
+
+    def __init__(self, head: ConfidenceHead):
+        super().__init__()
+        self.mlp = head.mlp
+        columns: Any = head.scalar_columns  # a buffer
+        edges: Any = head.bin_edges  # a buffer
+        self.register_buffer("scalar_columns", columns.clone())
+        self.register_buffer("centres", 0.5 * (edges[1:] + edges[:-1]))
+
+    def forward(self, node_feats: torch.Tensor) -> torch.Tensor:
+        logits = self.mlp(node_feats[:, self.scalar_columns])  # [n_atoms, n_bins]
+        return torch.softmax(logits, dim=-1) @ self.centres.to(logits.dtype)

@@ -43,6 +43,9 @@ class MaceMetatomicModule(torch.nn.Module):
         edge_heads: a student's edge force head and its virial stress
             (:class:`~macelerate.export._metatomic_heads.ScriptableEdgeHeads`), or None.
         edge_stress: whether ``edge_heads`` gives the ``non_conservative_stress`` output.
+        confidence: a student's confidence head
+            (:class:`~macelerate.export._metatomic_heads.ScriptableConfidenceHead`) for the
+            per-atom output ``macelerate::force_confidence`` (expected force error, eV/Å), or None.
     """
 
     element_index: torch.Tensor  # [max Z + 1] int64: one-hot column of each Z (-1: not modelled)
@@ -57,6 +60,7 @@ class MaceMetatomicModule(torch.nn.Module):
         stress_head: Optional[torch.nn.Module] = None,
         edge_heads: Optional[torch.nn.Module] = None,
         edge_stress: bool = False,
+        confidence: Optional[torch.nn.Module] = None,
     ):
         super().__init__()
         self.mace = mace
@@ -70,6 +74,7 @@ class MaceMetatomicModule(torch.nn.Module):
         self.stress_head = stress_head
         self.edge_heads = edge_heads
         self.edge_stress = edge_stress
+        self.confidence = confidence
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         return [self.neighbors]
@@ -156,6 +161,16 @@ class MaceMetatomicModule(torch.nn.Module):
                 results["non_conservative_force"] = self._per_atom_vectors(forces, samples, keep)
             if "non_conservative_stress" in outputs and self.edge_stress:
                 results["non_conservative_stress"] = self._stress(stress)
+        confidence = self.confidence
+        if "macelerate::force_confidence" in outputs and confidence is not None:
+            errors = confidence(node_feats)  # [n_atoms] eV/Å
+            no_components = torch.jit.annotate(List[Labels], [])
+            results["macelerate::force_confidence"] = self._tensor_map(
+                "force_confidence",
+                errors[keep].reshape(-1, 1),
+                Labels(["system", "atom"], samples[keep]),
+                no_components,
+            )
         return results
 
     def _energy(

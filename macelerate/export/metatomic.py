@@ -26,6 +26,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from macelerate._mace import import_mace, model_construction
@@ -34,7 +35,12 @@ from macelerate.atomic_io import write_atomically
 from macelerate.export.mace_file import check_dtype, plain_mace_module, smooth_cap_change
 from macelerate.export.report import Agreement, ExportError, ExportReport
 from macelerate.export.source import read_source
-from macelerate.export.verify import check_agreement, compare, probe_structures
+from macelerate.export.verify import (
+    FORCE_TOLERANCE,
+    check_agreement,
+    compare,
+    probe_structures,
+)
 from macelerate.graph.smooth_cap import SmoothCapRadialEmbedding
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
@@ -73,21 +79,44 @@ def _compiled(module: torch.nn.Module) -> torch.nn.Module:
         return jit.compile(module)
 
 
-def _parts(
-    source: torch.nn.Module, *, allow_uncapped: bool
-) -> tuple[torch.nn.Module, Any, Any, tuple[str, ...]]:
-    """(mace-torch model, force head, stress head, changes) to put into the export.
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+    """What goes into the export: the mace-torch model, a student's heads, what changed."""
+
+    mace: torch.nn.Module
+    force_head: Any = None
+    stress_head: Any = None
+    confidence: Any = None
+    changes: tuple[str, ...] = ()
+
+
+CONFIDENCE_OUTPUT = "macelerate::force_confidence"
+"""The per-atom output of a student's confidence head: expected force error in eV/Å."""
+
+
+def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
+    """The parts of ``source`` to put into the export.
 
     A smooth cap stays inside the model (its thresholds are searched in TorchScript); a hard cap
-    is dropped only with ``allow_uncapped``.
+    is dropped only with ``allow_uncapped``; a confidence head becomes the per-atom output
+    :data:`CONFIDENCE_OUTPUT`.
     """
     from macelerate.models.student import Student
 
-    if not isinstance(source, Student) or (source.force_head, source.stress_head) == (None, None):
+    if not isinstance(source, Student):
+        mace, changes = plain_mace_module(source, allow_uncapped=allow_uncapped)
+        return _Parts(mace, changes=changes)
+    confidence = source.confidence
+    notes = (
+        [] if confidence is None
+        else [f"confidence head as the per-atom output {CONFIDENCE_OUTPUT} (eV/Å)"]
+    )  # fmt: skip
+    if (source.force_head, source.stress_head) == (None, None):
         mace, changes = plain_mace_module(
             source, allow_uncapped=allow_uncapped, keep_smooth_cap=True
         )
-        return mace, None, None, changes
+        changes = tuple(c for c in changes if not c.startswith("confidence head left out"))
+        return _Parts(mace, confidence=confidence, changes=(*changes, *notes))
     config = source.config
     hard_cap = config.max_neighbors is not None and not config.smooth_cap
     if hard_cap and not allow_uncapped:
@@ -95,14 +124,12 @@ def _parts(
             f"this student has a hard neighbour cap of {config.max_neighbors}, which metatomic "
             "engines do not build; pass allow_uncapped=True (--allow-uncapped) to export"
         )
-    notes = ["direct-head forces / stress are the non_conservative_force / _stress outputs"]
-    if source.confidence is not None:
-        notes.append("confidence head left out (it changes no energy or force)")
+    notes.insert(0, "direct-head forces / stress are the non_conservative_force / _stress outputs")
     if config.smooth_cap:
         notes.append(smooth_cap_change(config))
     elif hard_cap:
         notes.append(f"neighbour cap of {config.max_neighbors} dropped")
-    return source.backbone, source.force_head, source.stress_head, tuple(notes)
+    return _Parts(source.backbone, source.force_head, source.stress_head, confidence, tuple(notes))
 
 
 def neighbor_cutoff(mace: torch.nn.Module) -> float:
@@ -120,6 +147,7 @@ def build_atomistic_model(
     dtype: torch.dtype,
     force_head: Any = None,
     stress_head: Any = None,
+    confidence: Any = None,
     head: str | None = None,
     name: str = "macelerate export",
     changes: tuple[str, ...] = (),
@@ -131,6 +159,7 @@ def build_atomistic_model(
     """
     from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
 
+    from macelerate.export._metatomic_heads import ScriptableConfidenceHead
     from macelerate.export._metatomic_module import MaceMetatomicModule
 
     heads = list(getattr(mace, "heads", None) or ["default"])
@@ -147,12 +176,17 @@ def build_atomistic_model(
         cutoff,
         heads.index(head or heads[0]),
         **_scriptable_heads(mace, force_head, stress_head, dtype),
-    ).eval()
+        confidence=None if confidence is None else _compiled(
+            ScriptableConfidenceHead(_cast_copy(confidence, dtype))
+        ),
+    ).eval()  # fmt: skip
     outputs = {"energy": ModelOutput(unit="eV", sample_kind="atom")}
     if force_head is not None:
         outputs["non_conservative_force"] = ModelOutput(unit="eV/Angstrom", sample_kind="atom")
     if stress_head is not None:
         outputs["non_conservative_stress"] = ModelOutput(unit="eV/Angstrom^3", sample_kind="system")
+    if confidence is not None:
+        outputs[CONFIDENCE_OUTPUT] = ModelOutput(unit="eV/Angstrom", sample_kind="atom")
     capabilities = ModelCapabilities(
         outputs=outputs,
         atomic_types=atomic_numbers,
@@ -236,27 +270,21 @@ def export_metatomic(
     check_installed()
     torch_dtype = check_dtype(dtype)
     source = read_source(model)
-    mace, force_head, stress_head, changes = _parts(source, allow_uncapped=allow_uncapped)
+    parts = _parts(source, allow_uncapped=allow_uncapped)
     atomistic = build_atomistic_model(
-        mace, dtype=torch_dtype, force_head=force_head, stress_head=stress_head, head=head,
-        name=Path(out).stem, changes=changes,
+        parts.mace, dtype=torch_dtype, force_head=parts.force_head,
+        stress_head=parts.stress_head, confidence=parts.confidence, head=head,
+        name=Path(out).stem, changes=parts.changes,
     )  # fmt: skip
-    reference = _reference(source, mace, direct=(force_head, stress_head) != (None, None))
+    reference = parts.mace if parts.mace is source else _uncapped(source)
     agreement = _save_checked(atomistic, reference, Path(out), dtype=dtype, head=head)
-    return ExportReport(Path(out), "metatomic", dtype, changes, agreement, "metatomic-ase")
-
-
-def _reference(source: Any, mace: torch.nn.Module, *, direct: bool) -> torch.nn.Module:
-    """What the written file must reproduce, run by :class:`macelerate.Calculator`: the student
-    itself where its graphs matter (a smooth cap), else the model the export holds."""
-    if getattr(getattr(source, "config", None), "smooth_cap", False):
-        return source
-    return _uncapped(source) if direct else mace
+    return ExportReport(Path(out), "metatomic", dtype, parts.changes, agreement, "metatomic-ase")
 
 
 def _uncapped(student: Any) -> torch.nn.Module:
-    """The student as metatomic runs it: on uncapped graphs (a copy when it has a hard cap)."""
-    if student.config.max_neighbors is None:
+    """The student as metatomic runs it: on uncapped graphs (a copy when it has a hard cap; a
+    smooth cap runs inside the export, so such a student is its own reference)."""
+    if student.config.max_neighbors is None or student.config.smooth_cap:
         return student
     with model_construction():
         uncapped = copy.deepcopy(student)
@@ -287,10 +315,32 @@ def _save_checked(
         check_agreement(
             agreement, dtype=dtype, n_atoms=len(structures[0][1]), what="metatomic model"
         )
+        if reference.potential.has_confidence:
+            _check_confidence(reference, candidate, structures, dtype=dtype)
         found.append(agreement)
 
     write_atomically(out, write)
     return found[0]
+
+
+def _check_confidence(reference: Any, candidate: Any, structures: Any, *, dtype: str) -> None:
+    """Refuse an export whose :data:`CONFIDENCE_OUTPUT` differs from macelerate's
+    ``force_confidence`` beyond the force tolerance of ``dtype``."""
+    from metatomic.torch import ModelOutput
+
+    request = {CONFIDENCE_OUTPUT: ModelOutput(unit="eV/Angstrom", sample_kind="atom")}
+    tolerance = FORCE_TOLERANCE[dtype]
+    for name, atoms in structures:
+        want = reference.get_property("force_confidence", atoms)
+        block = candidate.run_model(atoms, request)[CONFIDENCE_OUTPUT].block()
+        got = block.values.detach().cpu().double().numpy().reshape(-1)
+        difference = float(np.abs(got - want).max())
+        if not difference <= tolerance:
+            raise ExportError(
+                f"the metatomic model's {CONFIDENCE_OUTPUT} differs from macelerate's by "
+                f"{difference:.2e} eV/Å on {name} ({tolerance:.0e} allowed in {dtype}); nothing "
+                "was written. Please report this with the model"
+            )
 
 
 def non_conservative_mode(model: torch.nn.Module) -> bool | str:

@@ -104,6 +104,22 @@ def test_direct_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, stude
     assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
 
 
+def test_confidence_head_as_a_per_atom_output(tmp_path, metatomic_ase, students, silicon):
+    from metatomic.torch import ModelOutput
+
+    student = students["direct"]  # direct heads and a confidence head
+    out = tmp_path / "direct.pt"
+    report = export_metatomic(student, out)
+    assert any("macelerate::force_confidence" in change for change in report.changes)
+    calculator = metatomic_ase.MetatomicCalculator(out, device="cpu", non_conservative=True)
+    request = {"macelerate::force_confidence": ModelOutput(unit="eV/Angstrom", sample_kind="atom")}
+    block = calculator.run_model(silicon, request)["macelerate::force_confidence"].block()
+    got = block.values.detach().numpy().reshape(-1)
+    want = Calculator(student, dtype="float64").get_property("force_confidence", silicon)
+    assert got.shape == (len(silicon),) and (got > 0).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["edge", "cartesian"])
 def test_edge_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, students, name, silicon):
     student = students[name]
