@@ -116,6 +116,16 @@ def _add_recovery_options(group: Any) -> None:
     )
     add("--resume", action="store_true", help="resume from --checkpoint")
     add(
+        "--remove-paths",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also remove the N convolution paths (node irrep x edge harmonic couplings) that "
+        "change the forces least per component they cost, each scored by removing it on the "
+        "calibration structures; they stay zero in recovery training and the runtime skips "
+        "them (with --stages: spread over the stages)",
+    )
+    add(
         "--stages",
         type=int,
         default=1,
@@ -157,6 +167,7 @@ def _recovery_setup(original: Any, args: argparse.Namespace) -> tuple[Any, Any]:
         loss=LossWeights(huber_delta=args.huber_delta), dtype=args.dtype, seed=args.seed,
         teacher_weight=args.distill_weight if teacher else 1.0, checkpoint_path=args.checkpoint,
         resume=args.resume, progress=not args.no_progress,
+        keep_dead_paths=args.remove_paths > 0,
     )  # fmt: skip
     return teacher, config
 
@@ -178,13 +189,15 @@ def _gradual(original: Any, args: argparse.Namespace, keys: Any) -> tuple:
         channel_schedule,
         gradual_prune,
         model_channels,
+        path_schedule,
     )
 
     widths = channel_schedule(model_channels(original), args.channels, args.stages)
     steps = args.max_steps // args.stages
-    stages = [PruneStage(channels=w, steps=steps) for w in widths]
+    paths = path_schedule(args.remove_paths, args.stages)
+    stages = [PruneStage(channels=w, steps=steps, remove_paths=n) for w, n in zip(widths, paths)]
     stages[-1] = PruneStage(channels=args.channels, steps=steps, max_L=args.max_L,
-                            max_ell=args.max_ell)  # fmt: skip
+                            max_ell=args.max_ell, remove_paths=paths[-1])  # fmt: skip
     teacher, config = _recovery_setup(original, args)
     return gradual_prune(
         original, read_structures(args.finetune), stages=stages, config=config, keys=keys,
@@ -212,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )  # fmt: skip
     summary: dict[str, Any] = {"prune": report.to_dict()}
+    if args.remove_paths and args.stages == 1:
+        pruned, summary["removed_paths"] = _remove_paths(pruned, calibration, args.remove_paths)
     test = read_structures(args.test) if args.test else None
     if test:
         summary["original_test"] = _accuracy(original, test, keys)
@@ -232,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
             "max_ell": args.max_ell,
             "importance": args.importance,
             "stages": args.stages,
+            "remove_paths": args.remove_paths,
             "data": args.finetune,
         }
         transforms[-1] = TransformRecord("gradual_prune", True, options, gradual)  # fmt: skip
@@ -254,11 +270,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_paths(model: Any, calibration: Any, count: int) -> tuple[Any, list[dict]]:
+    """``model`` without its ``count`` least important convolution paths, and what went."""
+    from macelerate.compress.paths import (
+        least_important_paths,
+        path_ablation_scores,
+        remove_conv_paths,
+    )
+
+    scores = path_ablation_scores(model, calibration)
+    chosen = least_important_paths(scores, count)
+    removed = [{"path": p.label, "force_rms_change": scores[p]} for p in chosen]
+    return remove_conv_paths(model, chosen), removed
+
+
 def _check_stages(args: argparse.Namespace) -> None:
     from macelerate.cli.train_options import CommandLineError
 
     if args.stages < 1:
         raise CommandLineError(f"--stages must be >= 1, got {args.stages}")
+    if args.remove_paths < 0:
+        raise CommandLineError(f"--remove-paths must be >= 0, got {args.remove_paths}")
+    if args.remove_paths and args.stages == 1 and not args.calibration:
+        raise CommandLineError(
+            "--remove-paths scores each path by removing it on calibration structures: pass "
+            "--calibration DATA"
+        )
     if args.stages > 1 and (not args.finetune or not args.max_steps or
                             args.max_steps < args.stages):  # fmt: skip
         raise CommandLineError(
@@ -272,6 +309,11 @@ def _print(report: Any, summary: dict[str, Any], args: argparse.Namespace) -> No
           f"({report.parameters_before / report.parameters_after:.2f}x fewer); multiply-adds "
           f"per atom {report.macs_per_atom_before} -> {report.macs_per_atom_after}")  # fmt: skip
     print(f"removed {len(report.removed)} blocks ({report.importance} importance)")
+    stages = summary.get("gradual", {}).get("stages", [])
+    paths = summary.get("removed_paths", []) + [r for s in stages for r in s["removed_paths"]]
+    for removed in paths:
+        print(f"removed path {removed['path']} (force RMS change "
+              f"{removed['force_rms_change'] * 1e3:.1f} meV/Å)")  # fmt: skip
     for stage in summary.get("gradual", {}).get("stages", []):
         final = stage["final_validation"] or {}
         forces = final.get("val_forces_rmse")

@@ -57,6 +57,9 @@ class TrainConfig:
             invariant by construction. Validation data are never rotated.
         sparsity: sparse training (SET or RigL masks on the radial MLPs and linears,
             :mod:`macelerate.train.sparsity`); ``None``: dense.
+        keep_dead_paths: convolution paths whose ``linear`` weights are all zero at the start
+            (removed paths, :mod:`macelerate.compress.paths`) stay zero after every step, so
+            they stay removed (and skipped by the runtime).
         autocast: mixed-precision training (:mod:`macelerate.train.mixed_precision`):
             ``"bfloat16"`` or ``"float16"`` (with loss scaling) matrix products around float32
             islands and float32 master weights; needs ``dtype="float32"``. ``None``: off.
@@ -95,6 +98,7 @@ class TrainConfig:
     rotation_augmentation: bool = False
     sparsity: SparsityConfig | None = None
     autocast: Literal["bfloat16", "float16"] | None = None
+    keep_dead_paths: bool = False
 
     def __post_init__(self) -> None:
         problems = [

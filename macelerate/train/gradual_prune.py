@@ -2,7 +2,9 @@
 
 A schedule of stages takes a MACE from its width down to the target: each stage removes the
 least important (channel, L) blocks (:func:`macelerate.compress.prune`, scored on the current
-weights) and trains the smaller model for its share of the step budget. The result is a plain,
+weights), optionally whole convolution paths (:mod:`macelerate.compress.paths`, scored by the
+force change their removal causes, per component they cost; removed paths stay zero while
+training), and trains the smaller model for its share of the step budget. The result is a plain,
 smaller mace-torch model; each stage's structural change gives measured speed, unlike
 unstructured masks (:mod:`macelerate.train.sparsity`).
 
@@ -23,6 +25,12 @@ import torch
 from ase import Atoms
 
 from macelerate.compress import plain_mace_model, prune
+from macelerate.compress.paths import (
+    conv_paths,
+    least_important_paths,
+    path_ablation_scores,
+    remove_conv_paths,
+)
 from macelerate.data.labels import LabelKeys
 from macelerate.mace.config import describe_mace_model
 from macelerate.mace.irreps import irreps_entries
@@ -33,12 +41,24 @@ from macelerate.train.loop import train
 
 @dataclass(frozen=True)
 class PruneStage:
-    """One stage: prune to ``channels`` (and ``max_L``/``max_ell``), then train ``steps``."""
+    """One stage: prune to ``channels`` (and ``max_L``/``max_ell``), remove the
+    ``remove_paths`` least important convolution paths, then train ``steps``."""
 
     channels: int
     steps: int
     max_L: int | None = None
     max_ell: int | None = None
+    remove_paths: int = 0
+
+
+def path_schedule(total: int, stages: int) -> list[int]:
+    """Convolution paths to remove at each of ``stages`` stages, ``total`` in all, spread evenly
+    (later stages take the remainder).
+
+    >>> path_schedule(3, 2)
+    [1, 2]
+    """
+    return [(total * i) // stages - (total * (i - 1)) // stages for i in range(1, stages + 1)]
 
 
 def channel_schedule(start: int, end: int, stages: int) -> list[int]:
@@ -131,11 +151,19 @@ def gradual_prune(
         )
     records = []
     calibration = list(structures[:calibration_count])
+    if any(stage.remove_paths for stage in stages):
+        config = replace(config, keep_dead_paths=True)  # removed paths stay removed in training
     for index, stage in enumerate(stages, start=1):
         pruned, pruned_report = prune(
             current, channels=stage.channels, max_L=stage.max_L, max_ell=stage.max_ell,
             importance=importance, calibration=calibration, label_keys=keys, seed=config.seed,
         )  # fmt: skip
+        removed: list[dict[str, Any]] = []
+        if stage.remove_paths:
+            scores = path_ablation_scores(pruned, calibration)
+            chosen = least_important_paths(scores, stage.remove_paths)
+            pruned = remove_conv_paths(pruned, chosen)
+            removed = [{"path": p.label, "force_rms_change": scores[p]} for p in chosen]
         settings = stage_config(config, index, stage.steps, n_structures=len(structures),
                                 has_val=val_structures is not None)  # fmt: skip
         current, report = train(
@@ -148,6 +176,7 @@ def gradual_prune(
                 "parameters": pruned_report.parameters_after,
                 "macs_per_atom": pruned_report.macs_per_atom_after,
                 "removed_blocks": len(pruned_report.removed),
+                "removed_paths": removed,
                 "trained_steps": report.steps,
                 "final_validation": report.final_validation,
                 "seconds": report.seconds,
@@ -159,6 +188,8 @@ def gradual_prune(
         "importance": importance,
         "parameters_before": sum(p.numel() for p in first.parameters()),
         "parameters_after": sum(p.numel() for p in current.parameters()),
+        "live_paths": [p.label for p in conv_paths(current) if p.live],
+        "removed_paths": [p.label for p in conv_paths(current) if not p.live],
         "stages": records,
     }
     return current, summary

@@ -30,6 +30,7 @@ from ase import Atoms
 
 from macelerate._dtypes import parse_dtype
 from macelerate._mace import quiet_model_construction
+from macelerate.compress.paths import dead_path_masks
 from macelerate.data.labels import LabelKeys
 from macelerate.models.potential import Potential
 from macelerate.train.config import TrainConfig, TrainReport
@@ -228,7 +229,8 @@ def train(
             trainee, val_structures, keys=keys, teacher=teacher, config=config,
             source="validation structures", progress=progress,
         )  # fmt: skip
-    run = TrainingRun(trainee, train_data, val_data, config, parallel)
+    zeros = dead_path_masks(template) if config.keep_dead_paths else None
+    run = TrainingRun(trainee, train_data, val_data, config, parallel, zeros=zeros)
     resumed_from = _resume(run) if config.resume else None
     stopped = run.run()
     probe = (val_data or train_data).batch([0], device=run.device)

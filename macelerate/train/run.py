@@ -54,6 +54,7 @@ class TrainingRun:
         val_data: LabelledData | None,
         config: TrainConfig,
         parallel: DataParallel | None = None,
+        zeros: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model, self.train_data, self.val_data, self.config = (
             model, train_data, val_data, config,
@@ -85,6 +86,12 @@ class TrainingRun:
             self.masks = SparseMasks(
                 model, config.sparsity, total_steps=self.total_steps, seed=config.seed
             )
+        named = dict(model.named_parameters())
+        missing = sorted(set(zeros or {}) - set(named))
+        if missing:
+            raise ValueError(f"zero masks for parameters the model lacks: {missing}")
+        self.zeros = {named[name]: mask.to(self.device) for name, mask in (zeros or {}).items()}
+        self._apply_zeros()  # before the EMA, which then starts from the zeroed weights
         self.ema = None
         if config.ema_decay is not None:
             self.ema = ExponentialMovingAverage(model, decay=config.ema_decay)
@@ -130,7 +137,14 @@ class TrainingRun:
         with nullcontext(self.model) if self.ema is None else self.ema.averaged(self.model):
             if self.masks is not None and self.ema is not None:
                 self.masks.apply(self.model)
+            self._apply_zeros()
             yield self.model
+
+    @torch.no_grad()
+    def _apply_zeros(self) -> None:
+        """Zero the entries the fixed zero masks hold (removed paths stay removed)."""
+        for parameter, keep in self.zeros.items():
+            parameter.mul_(keep)
 
     def _add(self, values: dict[str, float]) -> None:
         for name, value in values.items():
@@ -179,6 +193,7 @@ class TrainingRun:
         if not skipped:
             if self.masks is not None:
                 self.masks.apply(self.model)
+            self._apply_zeros()
             if self.ema is not None:
                 self.ema.update(self.model)
             self._add({**values, "steps": 1.0})

@@ -169,14 +169,22 @@ def test_gradual_pruning_trains_after_every_stage(tmp_path, ethanol, capsys):
             "--finetune", str(data), "--no-progress", "--dtype", "float64"]  # fmt: skip
     assert main([*args, "--stages", "2"]) == 2  # no --max-steps: refused before any work
     assert "--max-steps" in capsys.readouterr().err and not out.exists()
-    assert main([*args, "--stages", "2", "--max-steps", "4", "--json", str(report)]) == 0
+    at = args.index("--calibration")
+    no_calibration = args[:at] + args[at + 2 :]
+    assert main([*no_calibration, "--remove-paths", "1"]) == 2  # one-shot scoring needs data
+    assert "--calibration" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--stages", "2", "--max-steps", "4", "--json", str(report),
+                 "--remove-paths", "2"]) == 0  # fmt: skip
     summary = json.loads(report.read_text())
     stages = summary["gradual"]["stages"]
+    assert [len(s["removed_paths"]) for s in stages] == [1, 1]
+    assert len(summary["gradual"]["removed_paths"]) == 2
     assert [s["channels"] for s in stages] == [8, 4] and [s["trained_steps"] for s in stages] == [
         2,
         2,
     ]
-    assert "stage: 8 channels" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "stage: 8 channels" in printed and printed.count("removed path interactions.") == 2
     pruned = load(out, allow_pickle=False)
     assert pruned.source.transforms_applied[-1]["name"] == "gradual_prune"
 

@@ -7,6 +7,7 @@ import torch
 
 from macelerate import load
 from macelerate.compress import prune
+from macelerate.compress.paths import conv_paths
 from macelerate.testing import tiny_mace
 from macelerate.train.errors import TrainConfigError
 from macelerate.train.gradual_prune import (
@@ -14,6 +15,7 @@ from macelerate.train.gradual_prune import (
     channel_schedule,
     gradual_prune,
     model_channels,
+    path_schedule,
 )
 from macelerate.train.loop import TrainConfig
 from macelerate.train.teacher import label_structures
@@ -88,3 +90,24 @@ def test_a_schedule_that_does_not_shrink_is_refused(wide, labelled):
         gradual_prune(wide, labelled, stages=[PruneStage(channels=8, steps=1),
                                               PruneStage(channels=8, steps=1)],
                       config=TrainConfig(**QUIET))  # fmt: skip
+
+
+def test_path_schedule_spreads_the_removals():
+    assert path_schedule(3, 2) == [1, 2]
+    assert path_schedule(0, 3) == [0, 0, 0]
+    assert sum(path_schedule(5, 3)) == 5
+
+
+def test_stages_can_remove_convolution_paths_that_stay_removed(wide, labelled):
+    stages = [PruneStage(channels=12, steps=3, remove_paths=1),
+              PruneStage(channels=8, steps=3, remove_paths=1)]  # fmt: skip
+    config = TrainConfig(**QUIET)
+    final, summary = gradual_prune(
+        wide, labelled[:6], stages=stages, config=config, val_structures=labelled[6:]
+    )
+    removed = [r["path"] for s in summary["stages"] for r in s["removed_paths"]]
+    assert len(removed) == 2 and all(r["force_rms_change"] > 0 for s in summary["stages"]
+                                     for r in s["removed_paths"])  # fmt: skip
+    dead = [p.label for p in conv_paths(final) if not p.live]
+    assert sorted(dead) == sorted(summary["removed_paths"]) == sorted(removed)
+    assert len(summary["live_paths"]) == len(conv_paths(final)) - 2
