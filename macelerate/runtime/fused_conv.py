@@ -153,11 +153,15 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         edge_attrs: torch.Tensor,
         tp_weights: torch.Tensor,
         edge_index: torch.Tensor | NeighbourLayout,
+        senders_folded: bool = False,
     ) -> torch.Tensor:
         """The summed message; with a :class:`NeighbourLayout` instead of ``edge_index``, the edge
-        tensors are already in its slot layout (see :meth:`sum_slots`)."""
+        tensors are already in its slot layout (see :meth:`sum_slots`, also for
+        ``senders_folded``)."""
         if isinstance(edge_index, NeighbourLayout):
-            return self.sum_slots(node_feats, edge_attrs, tp_weights, edge_index)
+            return self.sum_slots(node_feats, edge_attrs, tp_weights, edge_index, senders_folded)
+        if senders_folded:
+            raise ValueError("senders_folded needs the slot layout")
         n_nodes, n_edges = node_feats.shape[0], edge_index.shape[1]
         if n_edges == 0:  # no neighbours anywhere: every message is zero, still on the autograd
             # graph (through the empty edge tensors) so that forces come out as zeros
@@ -174,6 +178,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         y_slots: torch.Tensor,
         w_slots: torch.Tensor | Sequence[torch.Tensor],
         layout: NeighbourLayout,
+        senders_folded: bool = False,
     ) -> torch.Tensor:
         """The summed message from edge tensors already in the slot layout.
 
@@ -184,6 +189,9 @@ class FusedEdgeTensorProduct(torch.nn.Module):
                 padding slots), or one [n_nodes, K, width] block per instruction
                 (:meth:`weight_widths`; dead paths' blocks are not read).
             layout: the graph's :class:`NeighbourLayout`.
+            senders_folded: the weights already hold the product with the sender's scalar
+                features (every live path has a scalar input; see :func:`scalar_input_columns`),
+                so ``node_feats`` is not read.
 
         Returns:
             [n_nodes, irreps_out]
@@ -197,7 +205,11 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             raise ValueError(f"need {len(widths)} weight blocks (one per path), got {len(w_slots)}")
         else:
             w_paths = w_slots
-        x_blocks = self._sender_blocks(node_feats, layout.sender_of_slot, k)
+        if senders_folded and self.scalar_input_columns() is None:
+            raise ValueError("senders_folded needs every live path to have a scalar input")
+        x_blocks = (
+            {} if senders_folded else self._sender_blocks(node_feats, layout.sender_of_slot, k)
+        )
         blocks: dict[int, torch.Tensor] = {}
         for index, (mul, d1, d2, i_in1, i_in2, _, i_out) in enumerate(self.paths):
             if not self.live_paths[index]:
@@ -205,7 +217,8 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             coefficients = getattr(self, f"coefficients_{index}")
             y, w = y_blocks[i_in2], w_paths[index]
             if d1 == 1:  # scalar input: the neighbour sum is one [2l+1, K] x [K, u] product
-                summed = torch.bmm(y.transpose(1, 2), x_blocks[i_in1] * w)  # [n, j, u]
+                xw = w if senders_folded else x_blocks[i_in1] * w
+                summed = torch.bmm(y.transpose(1, 2), xw)  # [n, j, u]
                 scale = self.diagonal_scale[index]
                 if scale is not None:
                     block = (summed * scale).transpose(1, 2)  # C = scale * identity
@@ -224,6 +237,27 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             for i, mul_ir in enumerate(self.irreps_out)
         ]
         return torch.cat(out, dim=1)
+
+    def scalar_input_columns(self) -> list[int] | None:
+        """For each weight column (:meth:`weight_widths` order), the ``node_feats`` column it
+        multiplies, when every live path has a scalar input; else None.
+
+        Then ``w[e, c] * node_feats[sender, column[c]]`` is each path's per-edge product, which
+        a caller can fold into the weights (``sum_slots(..., senders_folded=True)``).
+        """
+        offsets = [0]
+        for mul_ir in self.irreps_in1:
+            offsets.append(offsets[-1] + mul_ir.dim)
+        columns: list[int] = []
+        paths = zip(self.paths, self.live_paths, self.weight_widths())
+        for (mul, d1, _, i_in1, _, _, _), live, width in paths:
+            if not live:  # unread columns (none with compact weights)
+                columns.extend([0] * width)
+                continue
+            if d1 != 1:
+                return None
+            columns.extend(range(offsets[i_in1], offsets[i_in1] + mul))
+        return columns
 
     def _sender_blocks(
         self, node_feats: torch.Tensor, senders: torch.Tensor, k: int

@@ -70,19 +70,60 @@ def slot_forward(
     sc = block.skip_tp(node_feats, node_attrs) if residual else None
     node_feats = block.linear_up(node_feats)
     n, k = layout.n_nodes, layout.k
+    folding = _species_folding(block, fused_conv, node_attrs, node_feats, first_layer)
     weights = radial_weights(
         block.conv_tp_weights,
         layout.gather(edge_feats, zero_padding=True).view(n * k, -1),
         None if cutoff is None else layout.gather(cutoff, zero_padding=True).view(n * k, -1),
         widths=fused_conv.weight_widths(),
+        groups=None if folding is None else folding[0].index_select(0, layout.sender_of_slot),
+        group_scales=None if folding is None else folding[1],
     )
     y_slots = layout.gather(edge_attrs, zero_padding=True)
     w_slots = tuple(w.view(n, k, -1) for w in weights)  # per path: no [n, k, weight_numel] cat
-    message = block.conv_tp(node_feats, y_slots, w_slots, layout)
+    if folding is None:
+        message = block.conv_tp(node_feats, y_slots, w_slots, layout)
+    else:
+        message = block.conv_tp(node_feats, y_slots, w_slots, layout, senders_folded=True)
     message = block.linear(message) / block.avg_num_neighbors
     if not residual:
         message = block.skip_tp(message, node_attrs)
     return block.reshape(message), sc
+
+
+def _species_folding(
+    block: Any,
+    fused_conv: FusedEdgeTensorProduct,
+    node_attrs: torch.Tensor,
+    node_feats: torch.Tensor,
+    first_layer: bool,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(species [n_nodes], scales [n_species, weight columns])`` when the sender features can
+    be folded into a tabulated radial table, else None.
+
+    In the first interaction the node features are a function of the element alone (mace-torch
+    embeds the one-hot ``node_attrs``), so each path's per-edge product ``w(r) * h[sender]`` is
+    a function of the length and the sender's element: one table per element
+    (:meth:`~macelerate.runtime.tabulated_radial.TabulatedRadialMLP.group_table`) replaces the
+    sender gather and the products, forward and backward. Only for tabulated radial MLPs, live
+    paths with scalar inputs, and features without gradients (inference: nothing in the first
+    layer depends on positions). The features are checked to be the same for every atom of an
+    element; when they are not (a model with other per-atom inputs), nothing is folded.
+    """
+    if not first_layer or node_feats.requires_grad:
+        return None
+    if not isinstance(block.conv_tp_weights, TabulatedRadialMLP):
+        return None
+    columns = fused_conv.scalar_input_columns()
+    if columns is None:
+        return None
+    species = node_attrs.argmax(dim=1)  # [n_nodes]
+    per_species = node_feats.new_zeros((node_attrs.shape[1], node_feats.shape[1]))
+    per_species.index_copy_(0, species, node_feats)
+    if not torch.equal(per_species.index_select(0, species), node_feats):
+        return None  # features that are not a function of the element (extra node inputs)
+    index = torch.tensor(columns, dtype=torch.long, device=node_feats.device)
+    return species, per_species.index_select(1, index)
 
 
 def radial_weights(
@@ -90,6 +131,8 @@ def radial_weights(
     features: torch.Tensor,
     cutoff: torch.Tensor | None,
     widths: Sequence[int] | None = None,
+    groups: torch.Tensor | None = None,
+    group_scales: torch.Tensor | None = None,
 ) -> Any:
     """``mlp(features) * cutoff``: [n, weight_numel] tensor-product weights.
 
@@ -109,9 +152,14 @@ def radial_weights(
         features: [n, n_basis] radial features (edge lengths [n, 1] for a tabulated MLP).
         cutoff: [n, 1] envelope per row, or None.
         widths: columns per path, or None for one [n, weight_numel] tensor.
+        groups, group_scales: a tabulated MLP's per-row group and column scales
+            (:meth:`TabulatedRadialMLP.forward`); other MLPs refuse them.
     """
     if isinstance(mlp, TabulatedRadialMLP):
-        return mlp(features, scale=cutoff, widths=widths)
+        return mlp(features, scale=cutoff, widths=widths, groups=groups,
+                   group_scales=group_scales)  # fmt: skip
+    if group_scales is not None:
+        raise ValueError("group scales need a tabulated radial MLP")
     layers = list(mlp.children()) if isinstance(mlp, torch.nn.Sequential) else []
     last: Any = layers[-1] if layers else None
     if last is None or getattr(last, "act", "missing") is not None or not hasattr(last, "h_in"):

@@ -97,12 +97,15 @@ class TabulatedRadialMLP(torch.nn.Module):
         self.register_buffer("last_weight", last.clone())
         self.exact_hidden = hidden  # for lengths below the table
         self.embedding = embedding
+        self._group_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(
         self,
         lengths: torch.Tensor,
         scale: torch.Tensor | None = None,
         widths: Sequence[int] | None = None,
+        groups: torch.Tensor | None = None,
+        group_scales: torch.Tensor | None = None,
     ) -> Any:
         """``lengths`` [n_edges, 1] Å -> tensor-product weights [n_edges, out_features].
 
@@ -111,9 +114,38 @@ class TabulatedRadialMLP(torch.nn.Module):
         With ``widths`` (summing to ``out_features``), the weights come as a tuple of column
         blocks [n_edges, width] whose gradients are taken one by one: no [n_edges, out]
         gradient is assembled in the backward pass.
+
+        With ``groups`` [n_edges] (int64) and ``group_scales`` [n_groups, out_features] (no
+        gradient), row e is also multiplied column by column by ``group_scales[groups[e]]``:
+        the products are folded into one table per group (:meth:`group_table`, cached while the
+        scales keep their values), so they cost nothing per edge.
         """
-        blocks = self._interpolate(lengths, scale, widths, outputs=True)
+        table = None
+        if group_scales is not None:
+            if groups is None or group_scales.requires_grad:
+                raise ValueError("group_scales needs groups and must not require grad")
+            table = self.group_table(group_scales)
+        blocks = self._interpolate(lengths, scale, widths, outputs=True, table=table,
+                                   groups=groups, group_scales=group_scales)  # fmt: skip
         return blocks[0] if widths is None else blocks
+
+    def group_table(self, group_scales: torch.Tensor) -> torch.Tensor:
+        """``output_table`` scaled column-wise by each row of ``group_scales`` [n_groups, out],
+        stacked: [n_groups * 4 * n_knots, out]; the last one is reused while the scales keep
+        their values (compared by value, as a frozen model hands in equal tensors)."""
+        cached = self._group_cache
+        if cached is not None and cached[0].shape == group_scales.shape:
+            same_kind = (cached[0].dtype, cached[0].device) == (
+                group_scales.dtype, group_scales.device
+            )  # fmt: skip
+            if same_kind and torch.equal(cached[0], group_scales):
+                return cached[1]
+        table = self.output_table
+        folded = (table.unsqueeze(0) * group_scales.to(table.dtype).unsqueeze(1)).reshape(
+            -1, table.shape[1]
+        )
+        self._group_cache = (group_scales.detach().clone(), folded)
+        return folded
 
     def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
         """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""
@@ -126,9 +158,14 @@ class TabulatedRadialMLP(torch.nn.Module):
         widths: Sequence[int] | None,
         *,
         outputs: bool,
+        table: torch.Tensor | None = None,
+        groups: torch.Tensor | None = None,
+        group_scales: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """The outputs (or hidden features) at ``lengths``, in ``widths`` column blocks."""
-        table = self.output_table if outputs else self.hidden_table
+        """The outputs (or hidden features) at ``lengths``, in ``widths`` column blocks; with
+        ``table`` a :meth:`group_table` whose block ``groups[e]`` serves row e."""
+        if table is None:
+            table = self.output_table if outputs else self.hidden_table
         r = lengths.squeeze(-1)
         position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
         interval = position.detach().floor().clamp(0, self.n_knots - 2)
@@ -136,7 +173,8 @@ class TabulatedRadialMLP(torch.nn.Module):
         weights = power_weights(position - interval)  # [n, 4]
         if scale is not None:
             weights = weights * scale
-        out = spline_rows(weights, interval.long(), table, widths)
+        rows = interval.long() if groups is None else interval.long() + groups * self.n_knots
+        out = spline_rows(weights, rows, table, widths)
         blocks = (out,) if widths is None else tuple(out)
         below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
         if bool(below.any()):  # rare: atoms closer than the table reaches
@@ -147,6 +185,8 @@ class TabulatedRadialMLP(torch.nn.Module):
                 exact = exact @ self.last_weight
             if scale is not None:
                 exact = exact * scale.index_select(0, index)
+            if group_scales is not None and groups is not None:
+                exact = exact * group_scales.to(exact.dtype)[groups.index_select(0, index)]
             parts = (exact,) if widths is None else exact.split(list(widths), 1)
             blocks = tuple(block.index_copy(0, index, part) for block, part in zip(blocks, parts))
         return blocks

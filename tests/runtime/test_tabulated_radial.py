@@ -136,3 +136,40 @@ def test_tabulate_radial_reports_the_error_it_measured(ethanol):
         _, coarser = tabulate_radial(source, probe=[ethanol], knots=report.n_knots // 2)
         assert coarser.max_force_error is not None
         assert coarser.max_force_error > bound or coarser.hidden_error > 1e-6
+
+
+def test_first_layer_sender_features_fold_into_per_element_tables(ethanol, monkeypatch):
+    import macelerate.runtime.interaction as interaction
+    from macelerate.models.loading import load
+
+    potential = load(_tabulate(tiny_mace([1, 6, 8], r_max=4.0), 200))
+    scales = []
+    real = TabulatedRadialMLP.group_table
+    monkeypatch.setattr(
+        TabulatedRadialMLP, "group_table", lambda self, s: scales.append(s) or real(self, s)
+    )
+    folded = potential.predict(ethanol)
+    assert [tuple(s.shape) for s in scales] == [(3, 8 * 3)]  # first layer only: 3 elements
+    monkeypatch.setattr(interaction, "_species_folding", lambda *args: None)
+    plain = potential.predict(ethanol)
+    assert len(scales) == 1
+    assert folded.energy == pytest.approx(plain.energy, abs=1e-12)
+    torch.testing.assert_close(
+        torch.from_numpy(folded.forces), torch.from_numpy(plain.forces), rtol=0, atol=1e-12
+    )
+
+
+def test_group_tables_are_cached_while_the_scales_keep_their_values():
+    mlp = _tabulate(tiny_mace([1, 8], r_max=4.0), 50).interactions[0].conv_tp_weights
+    scales = torch.rand(2, mlp.out_features, dtype=torch.float64)
+    table = mlp.group_table(scales)
+    assert table.shape == (2 * mlp.output_table.shape[0], mlp.out_features)
+    torch.testing.assert_close(table[: mlp.output_table.shape[0]], mlp.output_table * scales[0])
+    assert mlp.group_table(scales.clone()) is table  # equal values in a new tensor: cached
+    assert mlp.group_table(scales * 2.0) is not table
+    r = torch.tensor([[1.0], [2.5], [0.3]], dtype=torch.float64)  # 0.3: below the table
+    groups = torch.tensor([1, 0, 1])
+    out = mlp(r, groups=groups, group_scales=scales)
+    torch.testing.assert_close(out, mlp(r) * scales[groups], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="needs groups"):
+        mlp(r, group_scales=scales)
