@@ -104,7 +104,7 @@ def _species_folding(
     In the first interaction the node features are a function of the element alone (mace-torch
     embeds the one-hot ``node_attrs``), so each path's per-edge product ``w(r) * h[sender]`` is
     a function of the length and the sender's element: one table per element
-    (:meth:`~macelerate.runtime.tabulated_radial.TabulatedRadialMLP.group_table`) replaces the
+    (:meth:`~macelerate.runtime.tabulated_radial.TabulatedRadialMLP.output_blocks`) replaces the
     sender gather and the products, forward and backward. Only for tabulated radial MLPs, live
     paths with scalar inputs, and features without gradients (inference: nothing in the first
     layer depends on positions). The features are checked to be the same for every atom of an

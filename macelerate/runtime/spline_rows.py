@@ -39,7 +39,7 @@ def power_weights(t: torch.Tensor) -> torch.Tensor:
 def spline_rows(
     weights: torch.Tensor,
     interval: torch.Tensor,
-    table: torch.Tensor,
+    table: torch.Tensor | Sequence[torch.Tensor],
     widths: Sequence[int] | None = None,
 ) -> Any:
     """``sum_r weights[e, r] * table[4 * interval[e] + r]``: [n, out].
@@ -47,47 +47,54 @@ def spline_rows(
     Args:
         weights: [n, 4] weights (powers of ``t``, any scale folded in), differentiable.
         interval: [n] int64 interval of every row, in ``[0, table.shape[0] // 4 - 1]``.
-        table: [4 * n_intervals, out] cubic coefficients (a constant: no gradient).
-        widths: columns per output block (summing to ``out``): the result is then a tuple of
-            column blocks [n, width], whose gradients the backward pass takes one by one (no
-            [n, out] concatenation of them).
+        table: [4 * n_intervals, out] cubic coefficients (a constant: no gradient), or a
+            sequence of column blocks of such a table, each contiguous [4 * n_intervals, w_b]:
+            the result is then one contiguous [n, w_b] tensor per block, each computed on its
+            own (callers that evaluate the same blocks every step keep them, so nothing is
+            copied per call).
+        widths: with one table, columns per output block (summing to ``out``): the table is
+            split (and its blocks copied) for this call, and the result is a tuple as above.
+
+    Returns:
+        [n, out], or a tuple of [n, w_b] blocks; the backward pass takes their gradients one by
+        one (no [n, out] concatenation of them).
     """
     columns = (ROWS * interval).unsqueeze(1) + torch.arange(ROWS, device=interval.device)
-    if widths is None:
-        return _SplineRows.apply(weights, columns, table, None)[0]
-    if sum(widths) != table.shape[1]:
-        raise ValueError(f"widths {list(widths)} do not split {table.shape[1]} columns")
-    return _SplineRows.apply(weights, columns, table, tuple(widths))
+    if isinstance(table, torch.Tensor):
+        if widths is None:
+            return _SplineRows.apply(weights, columns, (table,))[0]
+        if sum(widths) != table.shape[1]:
+            raise ValueError(f"widths {list(widths)} do not split {table.shape[1]} columns")
+        table = tuple(block.contiguous() for block in table.split(list(widths), dim=1))
+    return _SplineRows.apply(weights, columns, tuple(table))
 
 
 class _SplineRows(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: Any,
-        weights: torch.Tensor,
-        columns: torch.Tensor,
-        table: torch.Tensor,
-        widths: tuple[int, ...] | None,
+        ctx: Any, weights: torch.Tensor, columns: torch.Tensor, blocks: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
-        ctx.save_for_backward(columns, table)
-        ctx.widths = widths or (table.shape[1],)
-        out = torch.nn.functional.embedding_bag(
-            columns, table, per_sample_weights=weights, mode="sum"
-        )
-        return (out,) if len(ctx.widths) == 1 else tuple(out.split(ctx.widths, dim=1))
+        ctx.save_for_backward(columns)
+        ctx.blocks = blocks  # constants: no gradient, kept as they are
+        return tuple(
+            torch.nn.functional.embedding_bag(columns, block, per_sample_weights=weights,
+                                              mode="sum")
+            if block.shape[1] > 0 else weights.new_zeros((columns.shape[0], 0))
+            for block in blocks
+        )  # fmt: skip
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor | None):
-        columns, table = ctx.saved_tensors
+        (columns,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        pairs = [(grad, block) for grad, block in zip(grads, table.split(ctx.widths, dim=1))
+            return None, None, None
+        pairs = [(grad, block) for grad, block in zip(grads, ctx.blocks)
                  if grad is not None and block.shape[1] > 0]  # fmt: skip
         if not pairs:
-            return table.new_zeros(columns.shape), None, None, None
+            return columns.new_zeros(columns.shape, dtype=ctx.blocks[0].dtype), None, None
         if torch.is_grad_enabled():  # create_graph: a path autograd can differentiate again
-            return _gathered_dot_products(pairs, columns), None, None, None
-        return _row_dot_products(pairs, columns), None, None, None
+            return _gathered_dot_products(pairs, columns), None, None
+        return _row_dot_products(pairs, columns), None, None
 
 
 def _row_dot_products(

@@ -97,7 +97,7 @@ class TabulatedRadialMLP(torch.nn.Module):
         self.register_buffer("last_weight", last.clone())
         self.exact_hidden = hidden  # for lengths below the table
         self.embedding = embedding
-        self._group_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._blocks_cache: tuple[Any, torch.Tensor | None, tuple[torch.Tensor, ...]] | None = None
 
     def forward(
         self,
@@ -117,35 +117,44 @@ class TabulatedRadialMLP(torch.nn.Module):
 
         With ``groups`` [n_edges] (int64) and ``group_scales`` [n_groups, out_features] (no
         gradient), row e is also multiplied column by column by ``group_scales[groups[e]]``:
-        the products are folded into one table per group (:meth:`group_table`, cached while the
-        scales keep their values), so they cost nothing per edge.
+        the products are folded into one table per group (:meth:`output_blocks`), so they cost
+        nothing per edge.
         """
-        table = None
-        if group_scales is not None:
-            if groups is None or group_scales.requires_grad:
-                raise ValueError("group_scales needs groups and must not require grad")
-            table = self.group_table(group_scales)
-        blocks = self._interpolate(lengths, scale, widths, outputs=True, table=table,
-                                   groups=groups, group_scales=group_scales)  # fmt: skip
+        if group_scales is not None and (groups is None or group_scales.requires_grad):
+            raise ValueError("group_scales needs groups and must not require grad")
+        blocks = self._interpolate(
+            lengths, scale, widths, outputs=True, groups=groups, group_scales=group_scales
+        )
         return blocks[0] if widths is None else blocks
 
-    def group_table(self, group_scales: torch.Tensor) -> torch.Tensor:
-        """``output_table`` scaled column-wise by each row of ``group_scales`` [n_groups, out],
-        stacked: [n_groups * 4 * n_knots, out]; the last one is reused while the scales keep
-        their values (compared by value, as a frozen model hands in equal tensors)."""
-        cached = self._group_cache
-        if cached is not None and cached[0].shape == group_scales.shape:
-            same_kind = (cached[0].dtype, cached[0].device) == (
-                group_scales.dtype, group_scales.device
-            )  # fmt: skip
-            if same_kind and torch.equal(cached[0], group_scales):
-                return cached[1]
+    def output_blocks(
+        self, widths: Sequence[int] | None = None, group_scales: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """``output_table`` as contiguous column blocks of ``widths`` (one block without), each
+        scaled column-wise by every row of ``group_scales`` [n_groups, out] and stacked
+        ([n_groups * 4 * n_knots, width]) when given.
+
+        The last blocks are kept while the table, the widths and the scales' values stay the
+        same (a frozen model hands in equal scales every step), so a step copies nothing.
+        """
         table = self.output_table
-        folded = (table.unsqueeze(0) * group_scales.to(table.dtype).unsqueeze(1)).reshape(
-            -1, table.shape[1]
-        )
-        self._group_cache = (group_scales.detach().clone(), folded)
-        return folded
+        key = (table, None if widths is None else tuple(widths))
+        cached = self._blocks_cache
+        if cached is not None and cached[0][0] is table and cached[0][1] == key[1]:
+            if _same_values(cached[1], group_scales):
+                return cached[2]
+        split = [table] if widths is None else list(table.split(list(widths), dim=1))
+        if group_scales is None:
+            blocks = tuple(block.contiguous() for block in split)
+        else:
+            scales = group_scales.to(table.dtype).split([b.shape[1] for b in split], dim=1)
+            blocks = tuple(
+                (block.unsqueeze(0) * scale.unsqueeze(1)).reshape(-1, block.shape[1])
+                for block, scale in zip(split, scales)
+            )
+        kept = None if group_scales is None else group_scales.detach().clone()
+        self._blocks_cache = (key, kept, blocks)
+        return blocks
 
     def hidden(self, lengths: torch.Tensor) -> torch.Tensor:
         """The interpolated hidden features [n_edges, hidden] of ``lengths`` [n_edges, 1] Å."""
@@ -158,14 +167,12 @@ class TabulatedRadialMLP(torch.nn.Module):
         widths: Sequence[int] | None,
         *,
         outputs: bool,
-        table: torch.Tensor | None = None,
         groups: torch.Tensor | None = None,
         group_scales: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """The outputs (or hidden features) at ``lengths``, in ``widths`` column blocks; with
-        ``table`` a :meth:`group_table` whose block ``groups[e]`` serves row e."""
-        if table is None:
-            table = self.output_table if outputs else self.hidden_table
+        ``group_scales``, from the group tables of :meth:`output_blocks` (row e: ``groups[e]``)."""
+        tables = self.output_blocks(widths, group_scales) if outputs else (self.hidden_table,)
         r = lengths.squeeze(-1)
         position = (r.clamp(max=self.r_max) - self.r_min) / self.spacing
         interval = position.detach().floor().clamp(0, self.n_knots - 2)
@@ -174,8 +181,7 @@ class TabulatedRadialMLP(torch.nn.Module):
         if scale is not None:
             weights = weights * scale
         rows = interval.long() if groups is None else interval.long() + groups * self.n_knots
-        out = spline_rows(weights, rows, table, widths)
-        blocks = (out,) if widths is None else tuple(out)
+        blocks = spline_rows(weights, rows, tables)
         below = (r < self.r_min) & (r > 0)  # length 0: a padding slot, whose value is unused
         if bool(below.any()):  # rare: atoms closer than the table reaches
             index = below.nonzero().squeeze(1)
@@ -196,6 +202,14 @@ class TabulatedRadialMLP(torch.nn.Module):
             f"r=[{self.r_min}, {self.r_max}] Å, {self.n_knots} knots "
             f"(spacing {self.spacing:.2e} Å), out={self.out_features}"
         )
+
+
+def _same_values(kept: torch.Tensor | None, given: torch.Tensor | None) -> bool:
+    """Both None, or equal values of the same shape, dtype and device."""
+    if kept is None or given is None:
+        return kept is None and given is None
+    same_kind = (kept.shape, kept.dtype, kept.device) == (given.shape, given.dtype, given.device)
+    return same_kind and torch.equal(kept, given)
 
 
 def _cubic_table(values: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:

@@ -144,10 +144,14 @@ def test_first_layer_sender_features_fold_into_per_element_tables(ethanol, monke
 
     potential = load(_tabulate(tiny_mace([1, 6, 8], r_max=4.0), 200))
     scales = []
-    real = TabulatedRadialMLP.group_table
-    monkeypatch.setattr(
-        TabulatedRadialMLP, "group_table", lambda self, s: scales.append(s) or real(self, s)
-    )
+    real = TabulatedRadialMLP.output_blocks
+
+    def spy(self, widths=None, group_scales=None):
+        if group_scales is not None:
+            scales.append(group_scales)
+        return real(self, widths, group_scales)
+
+    monkeypatch.setattr(TabulatedRadialMLP, "output_blocks", spy)
     folded = potential.predict(ethanol)
     assert [tuple(s.shape) for s in scales] == [(3, 8 * 3)]  # first layer only: 3 elements
     monkeypatch.setattr(interaction, "_species_folding", lambda *args: None)
@@ -159,14 +163,19 @@ def test_first_layer_sender_features_fold_into_per_element_tables(ethanol, monke
     )
 
 
-def test_group_tables_are_cached_while_the_scales_keep_their_values():
+def test_table_blocks_are_cached_while_the_scales_keep_their_values():
     mlp = _tabulate(tiny_mace([1, 8], r_max=4.0), 50).interactions[0].conv_tp_weights
-    scales = torch.rand(2, mlp.out_features, dtype=torch.float64)
-    table = mlp.group_table(scales)
-    assert table.shape == (2 * mlp.output_table.shape[0], mlp.out_features)
-    torch.testing.assert_close(table[: mlp.output_table.shape[0]], mlp.output_table * scales[0])
-    assert mlp.group_table(scales.clone()) is table  # equal values in a new tensor: cached
-    assert mlp.group_table(scales * 2.0) is not table
+    out, rows = mlp.out_features, mlp.output_table.shape[0]
+    scales = torch.rand(2, out, dtype=torch.float64)
+    widths = [out - 5, 5]
+    blocks = mlp.output_blocks(widths, scales)
+    assert [b.shape for b in blocks] == [(2 * rows, out - 5), (2 * rows, 5)]
+    assert all(b.is_contiguous() for b in blocks)
+    torch.testing.assert_close(blocks[1][rows:], mlp.output_table[:, -5:] * scales[1, -5:])
+    assert mlp.output_blocks(widths, scales.clone()) is blocks  # equal values: cached
+    assert mlp.output_blocks(widths, scales * 2.0) is not blocks
+    plain = mlp.output_blocks(widths)
+    assert mlp.output_blocks(widths) is plain and plain[0].is_contiguous()
     r = torch.tensor([[1.0], [2.5], [0.3]], dtype=torch.float64)  # 0.3: below the table
     groups = torch.tensor([1, 0, 1])
     out = mlp(r, groups=groups, group_scales=scales)
