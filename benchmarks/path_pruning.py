@@ -52,7 +52,7 @@ def main() -> None:
     frames = read_structures(args.data, index=f":{args.structures}")
     model = plain_mace_model(load(args.model, dtype="float64"))
     scores = path_ablation_scores(model, frames)
-    order = least_important_paths(scores, len(scores))
+    order = least_important_paths(scores, len(scores) - 1)  # one path must stay
     ladder = [(0, model)] + [
         (count, remove_conv_paths(model, order[:count])) for count in range(1, len(order) + 1)
     ]

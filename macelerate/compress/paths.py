@@ -24,8 +24,13 @@ import torch
 from ase import Atoms
 
 from macelerate._mace import model_construction
+from macelerate.errors import MacelerateError
 from macelerate.graph.batch import build_graph
 from macelerate.runtime.dead_blocks import interaction_liveness
+
+
+class PathPruningError(MacelerateError, ValueError):
+    """A path removal that would break the model, or one without the data it needs."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,14 @@ def conv_paths(model: torch.nn.Module) -> list[ConvPath]:
     """Every convolution path of a plain mace-torch MACE, in layer and instruction order.
 
     Raises:
-        ValueError: an interaction block of a layout whose paths this module cannot read.
+        PathPruningError: an interaction block of a layout whose paths this module cannot read.
     """
     described: Any = model
     paths = []
     for layer, block in enumerate(described.interactions):
         liveness = interaction_liveness(block)
         if liveness is None:
-            raise ValueError(
+            raise PathPruningError(
                 f"interaction {layer} ({type(block).__name__}) has no readable convolution paths"
             )
         conv = block.conv_tp
@@ -91,7 +96,18 @@ def conv_paths(model: torch.nn.Module) -> list[ConvPath]:
 
 
 def remove_conv_paths(model: torch.nn.Module, paths: Sequence[ConvPath]) -> torch.nn.Module:
-    """A copy of ``model`` with ``paths`` removed (their ``linear`` weights zeroed)."""
+    """A copy of ``model`` with ``paths`` removed (their ``linear`` weights zeroed).
+
+    Raises:
+        PathPruningError: ``paths`` holds every live path: the energy would no longer depend on the
+            positions (no message would pass).
+    """
+    live = {(p.layer, p.instruction) for p in conv_paths(model) if p.live}
+    if live and live <= {(p.layer, p.instruction) for p in paths}:
+        raise PathPruningError(
+            f"removing all {len(live)} live convolution paths would leave a model whose energy "
+            "does not depend on the positions; remove fewer paths"
+        )
     with model_construction():
         pruned: Any = copy.deepcopy(model)
     with torch.no_grad():
@@ -152,10 +168,10 @@ def path_ablation_scores(
         ``{path: score}`` for every live path (dead ones cost nothing to keep removed).
 
     Raises:
-        ValueError: no structures.
+        PathPruningError: no structures.
     """
     if not structures:
-        raise ValueError("path importance needs calibration structures")
+        raise PathPruningError("path importance needs calibration structures")
     described: Any = model
     z_table = [int(z) for z in described.atomic_numbers]
     dtype, cutoff = described.r_max.dtype, float(described.r_max)
@@ -175,6 +191,16 @@ def path_ablation_scores(
 
 def least_important_paths(scores: dict[ConvPath, float], count: int) -> list[ConvPath]:
     """The ``count`` paths that change the forces least per message component they cost
-    (``score / width``, ascending; ties by layer and instruction)."""
+    (``score / width``, ascending; ties by layer and instruction).
+
+    Raises:
+        PathPruningError: ``count`` is not smaller than the number of scored (live) paths: at least
+            one must stay (see :func:`remove_conv_paths`).
+    """
+    if count >= len(scores):
+        raise PathPruningError(
+            f"cannot remove {count} of the model's {len(scores)} live convolution paths: at "
+            "least one must stay"
+        )
     ranked = sorted(scores, key=lambda p: (scores[p] / p.width, p.layer, p.instruction))
     return ranked[:count]

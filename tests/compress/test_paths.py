@@ -93,6 +93,10 @@ def test_ablation_scores_are_the_force_change_of_each_removal(model, structures)
     assert [ratio[p] for p in chosen] == sorted(ratio.values())[:2]
     with pytest.raises(ValueError, match="calibration structures"):
         path_ablation_scores(model, [])
+    with pytest.raises(ValueError, match="at least one must stay"):
+        least_important_paths(scores, len(scores))
+    with pytest.raises(ValueError, match="energy does not depend on the positions"):
+        remove_conv_paths(model, list(scores))
 
 
 def test_training_keeps_removed_paths_removed_only_when_asked(model, structures):
