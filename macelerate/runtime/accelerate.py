@@ -22,7 +22,11 @@ from typing import Any
 import torch
 
 from macelerate._mace import quiet_model_construction
-from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
+from macelerate.runtime.dead_blocks import (
+    interaction_liveness,
+    live_linear_instructions,
+    live_weight_columns,
+)
 from macelerate.runtime.fused_conv import (
     FUSABLE_BLOCKS,
     FusedEdgeTensorProduct,
@@ -120,7 +124,7 @@ def _fuse_block(
     block.conv_tp = fused
     block.conv_fusion = "macelerate"
     if slot_layout:
-        use_slot_forward(block)
+        use_slot_forward(block, live_linear_instructions(block.linear) if skip_dead else None)
     skipped_paths = sum(not live for live in live_paths) if live_paths else 0
     components = liveness.live_components if liveness is not None else None
     return True, skipped_paths, skipped_columns, components

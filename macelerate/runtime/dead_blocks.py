@@ -117,3 +117,58 @@ def live_weight_columns(conv: Any, live_paths: tuple[bool, ...]) -> list[int]:
             columns.extend(range(start, start + width))
         start += width
     return columns
+
+
+def live_linear_instructions(linear: Any) -> tuple[int, ...] | None:
+    """Indices of the instructions of an e3nn ``Linear`` with a non-zero weight, or None when
+    every instruction is live (or the module is not a bias-free e3nn ``Linear``).
+
+    :func:`linear_live_forward` computes only these; the others add exact zeros.
+    """
+    if type(linear).__name__ != "Linear" or not hasattr(linear, "instructions"):
+        return None
+    bias = getattr(linear, "bias", None)
+    if isinstance(bias, torch.Tensor) and bias.numel() > 0:
+        return None
+    weight = getattr(linear, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1:  # shared, internal weights
+        return None
+    live = tuple(i for i, (_, _, nonzero) in enumerate(_linear_edges(linear)) if nonzero)
+    return None if len(live) == len(linear.instructions) else live
+
+
+def linear_live_forward(linear: Any, x: torch.Tensor, live: tuple[int, ...]) -> torch.Tensor:
+    """``linear(x)`` of an e3nn ``Linear`` computing only the ``live`` instructions.
+
+    The same terms as e3nn's generated code (``path_weight * einsum("uw,zui->zwi")``, summed
+    per output in instruction order), without the products of all-zero weight blocks: output
+    irreps that only they feed are zeros. Exact (the skipped terms are zeros).
+
+    Args:
+        linear: the e3nn ``Linear`` (shared, internal, bias-free weights).
+        x: [n, irreps_in.dim] input.
+        live: instruction indices (:func:`live_linear_instructions`).
+
+    Returns:
+        [n, irreps_out.dim]
+    """
+    irreps_in, irreps_out = linear.irreps_in, linear.irreps_out
+    starts_in = [s.start for s in irreps_in.slices()]
+    sizes = [int(torch.Size(ins.path_shape).numel()) for ins in linear.instructions]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    n = x.shape[0]
+    outputs: dict[int, torch.Tensor] = {}
+    for index in live:
+        ins = linear.instructions[index]
+        mul_ir_in = irreps_in[ins.i_in]
+        features = x.narrow(-1, starts_in[ins.i_in], mul_ir_in.dim)
+        features = features.reshape(n, mul_ir_in.mul, mul_ir_in.ir.dim)
+        weight = linear.weight.narrow(0, offsets[index], sizes[index]).reshape(ins.path_shape)
+        term = ins.path_weight * torch.einsum("uw,zui->zwi", weight, features)
+        outputs[ins.i_out] = term if ins.i_out not in outputs else outputs[ins.i_out] + term
+    pieces = [
+        outputs[i].reshape(n, mul_ir.dim) if i in outputs else x.new_zeros((n, mul_ir.dim))
+        for i, mul_ir in enumerate(irreps_out)
+        if mul_ir.mul > 0
+    ]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from macelerate.mace.contract import INTERACTION_CLASSES, SELECTOR_INTERACTION_CLASSES
+from macelerate.runtime.dead_blocks import linear_live_forward
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct
 from macelerate.runtime.tabulated_radial import TabulatedRadialMLP, linear_layer_weight
 
@@ -46,8 +47,13 @@ def slot_forward(
     lammps_class: Any = None,
     lammps_natoms: tuple[int, int] = (0, 0),
     first_layer: bool = False,
+    live_linear: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``block.forward`` with the per-edge work in the slot layout (same inputs and outputs).
+
+    With ``live_linear`` (instruction indices, :func:`~macelerate.runtime.dead_blocks.
+    live_linear_instructions`), the block's ``linear`` computes only those instructions: its
+    other weight blocks are exactly zero (dead paths), so their products are skipped.
 
     LAMMPS ghost-atom runs, graphs without edges, and graphs whose slot layout is mostly padding
     (uneven neighbour counts, as in molecular clusters: more than :data:`MAX_PADDING` slots per
@@ -85,7 +91,11 @@ def slot_forward(
         message = block.conv_tp(node_feats, y_slots, w_slots, layout)
     else:
         message = block.conv_tp(node_feats, y_slots, w_slots, layout, senders_folded=True)
-    message = block.linear(message) / block.avg_num_neighbors
+    if live_linear is not None and hasattr(block.linear, "instructions"):  # not wrapped
+        message = linear_live_forward(block.linear, message, live_linear)
+    else:
+        message = block.linear(message)
+    message = message / block.avg_num_neighbors
     if not residual:
         message = block.skip_tp(message, node_attrs)
     return block.reshape(message), sc
@@ -176,8 +186,9 @@ def radial_weights(
     return tuple(hidden @ block for block in weight.split(list(widths), dim=1))
 
 
-def use_slot_forward(block: Any) -> bool:
-    """Run ``block`` (changed in place; the caller owns it) with :func:`slot_forward`.
+def use_slot_forward(block: Any, live_linear: tuple[int, ...] | None = None) -> bool:
+    """Run ``block`` (changed in place; the caller owns it) with :func:`slot_forward`
+    (``live_linear``: see there; only for frozen weights, whose zero blocks stay zero).
 
     Returns False, changing nothing, for blocks whose convolution is not macelerate's fused one
     or whose class this forward does not reproduce.
@@ -187,5 +198,5 @@ def use_slot_forward(block: Any) -> bool:
     conv = getattr(block, "conv_tp", None)
     if not isinstance(getattr(conv, "module", conv), FusedEdgeTensorProduct):
         return False
-    block.forward = functools.partial(slot_forward, block)
+    block.forward = functools.partial(slot_forward, block, live_linear=live_linear)
     return True

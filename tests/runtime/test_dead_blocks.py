@@ -7,7 +7,12 @@ import torch
 
 from macelerate.models.loading import load
 from macelerate.runtime.accelerate import RuntimeOptions, accelerate_in_place
-from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
+from macelerate.runtime.dead_blocks import (
+    interaction_liveness,
+    linear_live_forward,
+    live_linear_instructions,
+    live_weight_columns,
+)
 from macelerate.testing import tiny_mace
 
 
@@ -45,6 +50,13 @@ def test_skipping_dead_blocks_is_exact(silicon, ethanol):
     report = accelerate_in_place(fast.model)
     assert report.skipped_paths[1] > 0 and report.skipped_radial_columns[1] > 0
     assert report.skipped_components[1] > 0
+    blocks = fast.model.interactions
+    assert blocks[0].forward.keywords["live_linear"] is None  # nothing dead there
+    linear = model.interactions[1].linear  # only the blocks into L = 0 outputs are computed
+    scalar = tuple(i for i, ins in enumerate(linear.instructions)
+                   if linear.irreps_out[ins.i_out].ir.l == 0)  # fmt: skip
+    assert blocks[1].forward.keywords["live_linear"] == scalar
+    assert len(scalar) < len(linear.instructions)
     for atoms in (silicon, ethanol):
         stress = bool(atoms.pbc.all())
         a = reference.predict(atoms, compute_stress=stress)
@@ -53,6 +65,18 @@ def test_skipping_dead_blocks_is_exact(silicon, ethanol):
         np.testing.assert_allclose(b.forces, a.forces, rtol=0, atol=1e-11)
         if stress:
             np.testing.assert_allclose(b.stress, a.stress, rtol=0, atol=1e-12)
+
+
+def test_a_linear_without_its_zero_blocks_equals_e3nn():
+    linear = tiny_mace([1, 8], max_L=1, max_ell=2).interactions[0].linear
+    assert live_linear_instructions(linear) is None  # every block non-zero
+    sizes = [int(np.prod(ins.path_shape)) for ins in linear.instructions]
+    with torch.no_grad():
+        linear.weight.split(sizes)[1].zero_()  # an output irrep fed by nothing else
+    live = live_linear_instructions(linear)
+    assert live == tuple(i for i in range(len(sizes)) if i != 1)
+    x = torch.randn(5, linear.irreps_in.dim, dtype=torch.float64)
+    torch.testing.assert_close(linear_live_forward(linear, x, live), linear(x), rtol=0, atol=1e-14)
 
 
 def test_options_switch_kernels_off():
