@@ -96,6 +96,8 @@ class FusedEdgeTensorProduct(torch.nn.Module):
     the message summed at each receiver (``edge_index[1]``).
     """
 
+    scalar_column_index: torch.Tensor  # [weight columns] int64, when folds_senders
+
     def __init__(
         self,
         tp: Any,
@@ -132,6 +134,11 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             self.paths.append((mul, d1, d2, ins.i_in1, ins.i_in2, weight_offset, ins.i_out))
             self.diagonal_scale.append(_diagonal_scale(coefficients))
             weight_offset += mul
+        columns = self._scalar_input_columns()  # fixed by the paths: computed once, not per step
+        self.folds_senders = columns is not None
+        self.register_buffer(
+            "scalar_column_index", torch.tensor(columns or [], dtype=torch.long), persistent=False
+        )
 
     @staticmethod
     def neighbor_layout(receivers: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, int]:
@@ -190,7 +197,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
                 (:meth:`weight_widths`; dead paths' blocks are not read).
             layout: the graph's :class:`NeighbourLayout`.
             senders_folded: the weights already hold the product with the sender's scalar
-                features (every live path has a scalar input; see :func:`scalar_input_columns`),
+                features (every live path has a scalar input: ``folds_senders``),
                 so ``node_feats`` is not read.
 
         Returns:
@@ -205,7 +212,7 @@ class FusedEdgeTensorProduct(torch.nn.Module):
             raise ValueError(f"need {len(widths)} weight blocks (one per path), got {len(w_slots)}")
         else:
             w_paths = w_slots
-        if senders_folded and self.scalar_input_columns() is None:
+        if senders_folded and not self.folds_senders:
             raise ValueError("senders_folded needs every live path to have a scalar input")
         x_blocks = (
             {} if senders_folded else self._sender_blocks(node_feats, layout.sender_of_slot, k)
@@ -238,12 +245,13 @@ class FusedEdgeTensorProduct(torch.nn.Module):
         ]
         return torch.cat(out, dim=1)
 
-    def scalar_input_columns(self) -> list[int] | None:
+    def _scalar_input_columns(self) -> list[int] | None:
         """For each weight column (:meth:`weight_widths` order), the ``node_feats`` column it
         multiplies, when every live path has a scalar input; else None.
 
         Then ``w[e, c] * node_feats[sender, column[c]]`` is each path's per-edge product, which
-        a caller can fold into the weights (``sum_slots(..., senders_folded=True)``).
+        a caller can fold into the weights (``sum_slots(..., senders_folded=True)``). Kept as
+        ``folds_senders`` and the int64 buffer ``scalar_column_index``.
         """
         offsets = [0]
         for mul_ir in self.irreps_in1:

@@ -124,16 +124,14 @@ def _species_folding(
         return None
     if not isinstance(block.conv_tp_weights, TabulatedRadialMLP):
         return None
-    columns = fused_conv.scalar_input_columns()
-    if columns is None:
+    if not fused_conv.folds_senders:
         return None
     species = node_attrs.argmax(dim=1)  # [n_nodes]
     per_species = node_feats.new_zeros((node_attrs.shape[1], node_feats.shape[1]))
     per_species.index_copy_(0, species, node_feats)
     if not torch.equal(per_species.index_select(0, species), node_feats):
         return None  # features that are not a function of the element (extra node inputs)
-    index = torch.tensor(columns, dtype=torch.long, device=node_feats.device)
-    return species, per_species.index_select(1, index)
+    return species, per_species.index_select(1, fused_conv.scalar_column_index)
 
 
 def radial_weights(
