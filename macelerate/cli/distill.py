@@ -12,8 +12,8 @@ from macelerate.cli.train_options import (
     add_label_keys,
     check_ranges,
     fit_config,
+    lever_lines,
     require_finite_model,
-    sparsity_line,
     validation_line,
 )
 
@@ -228,8 +228,8 @@ def run(args: argparse.Namespace) -> int:
     ema = config.ema_decay is not None
     print(validation_line(report, ema=ema, against=" against the teacher") or
           "no validation data (pass --val FILE or --val-fraction > 0)")  # fmt: skip
-    if sparsity_line(report):
-        print(sparsity_line(report))
+    for line in lever_lines(report):
+        print(line)
     for stage in progressive.get("stages", []):
         print(
             f"  order {stage['correlation']}: {stage['trained_steps']} steps, "

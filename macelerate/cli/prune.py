@@ -126,6 +126,15 @@ def _add_recovery_options(group: Any) -> None:
         "them (with --stages: spread over the stages)",
     )
     add(
+        "--species-rank",
+        type=int,
+        default=None,
+        metavar="R",
+        help="also give every element-dependent weight rank R < number of elements (low-rank "
+        "species embeddings: the best rank-R projection, kept through recovery training); "
+        "saves parameters, not time",
+    )
+    add(
         "--stages",
         type=int,
         default=1,
@@ -167,7 +176,7 @@ def _recovery_setup(original: Any, args: argparse.Namespace) -> tuple[Any, Any]:
         loss=LossWeights(huber_delta=args.huber_delta), dtype=args.dtype, seed=args.seed,
         teacher_weight=args.distill_weight if teacher else 1.0, checkpoint_path=args.checkpoint,
         resume=args.resume, progress=not args.no_progress,
-        keep_dead_paths=args.remove_paths > 0,
+        keep_dead_paths=args.remove_paths > 0, species_rank=args.species_rank,
     )  # fmt: skip
     return teacher, config
 
@@ -216,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
 
     _check_stages(args)
     original, source = read_model_file(args.model)
+    if args.species_rank is not None:  # refused before any work
+        from macelerate.compress.species_rank import check_rank
+
+        check_rank(args.species_rank, len(original.atomic_numbers))
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
     calibration = read_structures(args.calibration)[: args.calibration_count] if (
         args.calibration) else None  # fmt: skip
@@ -227,6 +240,15 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"prune": report.to_dict()}
     if args.remove_paths and args.stages == 1:
         pruned, summary["removed_paths"] = _remove_paths(pruned, calibration, args.remove_paths)
+    species_record = None
+    if args.species_rank is not None and args.stages == 1:
+        from macelerate.compress.species_rank import low_rank_species
+
+        pruned, species = low_rank_species(pruned, args.species_rank, structures=calibration or [])
+        summary["species_rank"] = species.to_dict()
+        species_record = TransformRecord(
+            "species_rank", True, {"rank": args.species_rank}, species.to_dict()
+        )
     test = read_structures(args.test) if args.test else None
     if test:
         summary["original_test"] = _accuracy(original, test, keys)
@@ -237,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
     transforms: list[TransformRecord | dict[str, Any]] = [
         *source.transforms_applied,
         report.to_record(),
+        *([species_record] if species_record else []),
     ]
     if args.stages > 1:
         pruned, gradual = _gradual(original, args, keys)
@@ -248,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
             "importance": args.importance,
             "stages": args.stages,
             "remove_paths": args.remove_paths,
+            "species_rank": args.species_rank,
             "data": args.finetune,
         }
         transforms[-1] = TransformRecord("gradual_prune", True, options, gradual)  # fmt: skip
@@ -314,6 +338,13 @@ def _print(report: Any, summary: dict[str, Any], args: argparse.Namespace) -> No
     for removed in paths:
         print(f"removed path {removed['path']} (force RMS change "
               f"{removed['force_rms_change'] * 1e3:.1f} meV/Å)")  # fmt: skip
+    if "species_rank" in summary:
+        species = summary["species_rank"]
+        change = species["rms_force_change"]
+        forces = "" if change is None else f", force RMS change {change * 1e3:.1f} meV/Å"
+        share = 100 * species["relative_change"]
+        print(f"species rank {species['rank']} of {species['n_elements']} elements: weights "
+              f"changed by {share:.1f}% (Frobenius){forces}")  # fmt: skip
     for stage in summary.get("gradual", {}).get("stages", []):
         final = stage["final_validation"] or {}
         forces = final.get("val_forces_rmse")

@@ -26,8 +26,8 @@ from macelerate.cli.train_options import (
     check_ranges,
     fit_config,
     huber_delta,
+    lever_lines,
     require_finite_model,
-    sparsity_line,
     validation_line,
 )
 
@@ -234,8 +234,8 @@ def _print_summary(report: Any, out: str, *, ema: bool) -> None:
     }
     if report.stop_reason in stops:
         print(stops[report.stop_reason])
-    if sparsity_line(report):
-        print(sparsity_line(report))
+    for line in lever_lines(report):
+        print(line)
     print(f"wrote {out}")
 
 

@@ -128,6 +128,11 @@ def add_fit_options(group: Any, *, batch_size: int, dtype: str) -> None:
         help="with --sparse: comma-separated groups to mask (radial, linear)")  # fmt: skip
     add("--sparse-update-every", type=int, default=100, metavar="STEPS",
         help="with --sparse: steps between drop/grow updates")  # fmt: skip
+    add("--species-rank", type=int, default=None, metavar="R",
+        help="low-rank species embeddings: keep every element-dependent weight (node "
+        "embedding, skip connections, contraction weights) at rank R < number of elements, "
+        "as if each element were a learned R-dimensional embedding; saves parameters, "
+        "not time")  # fmt: skip
     add("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     add("--json", default=None, metavar="REPORT", help="also write the TrainReport as JSON")
 
@@ -155,7 +160,7 @@ def fit_config(args: argparse.Namespace, *, loss: Any, **extra: Any) -> Any:
         max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
         early_stop_patience=args.early_stop_patience,
         rotation_augmentation=args.rotation_augment, sparsity=sparsity,
-        autocast=args.autocast, **extra,
+        autocast=args.autocast, species_rank=args.species_rank, **extra,
     )  # fmt: skip
 
 
@@ -190,6 +195,23 @@ def sparsity_line(report: Any) -> str | None:
         f"{summary['nonzero']}/{summary['parameters']} parameters non-zero. Note: "
         f"{summary['note']}"
     )
+
+
+def species_rank_line(report: Any) -> str | None:
+    """The species rank kept and the spectrum of the element-dependent weights."""
+    summary = report.species_rank
+    if not summary:
+        return None
+    values = ", ".join(f"{v:.3g}" for v in summary["singular_values"])
+    return (
+        f"species rank {summary['rank']} of {summary['n_elements']} elements; singular values of "
+        f"the element-dependent weights: {values}"
+    )
+
+
+def lever_lines(report: Any) -> list[str]:
+    """One line per training lever that reports what it left (sparsity, species rank)."""
+    return [line for line in (sparsity_line(report), species_rank_line(report)) if line]
 
 
 def require_finite_model(module: Any, *, out: str) -> None:

@@ -60,6 +60,9 @@ class TrainConfig:
         keep_dead_paths: convolution paths whose ``linear`` weights are all zero at the start
             (removed paths, :mod:`macelerate.compress.paths`) stay zero after every step, so
             they stay removed (and skipped by the runtime).
+        species_rank: low-rank species embeddings (:mod:`macelerate.compress.species_rank`):
+            every element-dependent weight is projected onto rank ``species_rank`` after each
+            step, as if each element were a learned embedding of this size. ``None``: full rank.
         autocast: mixed-precision training (:mod:`macelerate.train.mixed_precision`):
             ``"bfloat16"`` or ``"float16"`` (with loss scaling) matrix products around float32
             islands and float32 master weights; needs ``dtype="float32"``. ``None``: off.
@@ -99,6 +102,7 @@ class TrainConfig:
     sparsity: SparsityConfig | None = None
     autocast: Literal["bfloat16", "float16"] | None = None
     keep_dead_paths: bool = False
+    species_rank: int | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -188,6 +192,8 @@ def _rules(c: TrainConfig) -> list[tuple[str, str, str, bool]]:
          c.autocast in (None, "bfloat16", "float16")),
         ("early_stop_patience", "--early-stop-patience", "an integer >= 1 or None",
          c.early_stop_patience is None or whole(c.early_stop_patience, 1)),
+        ("species_rank", "--species-rank", "an integer >= 1 or None",
+         c.species_rank is None or whole(c.species_rank, 1)),
     ]  # fmt: skip
 
 
@@ -220,6 +226,8 @@ class TrainReport:
             (:func:`macelerate.train.sparsity.sparsity_report`); ``None`` when dense.
         mixed_precision: with autocast, ``dtype``, ``islands`` (the float32 blocks) and
             ``overflow_steps`` (float16 steps skipped for overflowing scaled gradients).
+        species_rank: with ``species_rank``, ``rank``, ``n_elements`` and ``singular_values``
+            of the returned model's element-dependent weights (the trailing ones are zero).
     """
 
     history: list[dict[str, Any]]
@@ -240,6 +248,7 @@ class TrainReport:
     stop_reason: str = "completed"
     sparsity: dict[str, Any] | None = None
     mixed_precision: dict[str, Any] | None = None
+    species_rank: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

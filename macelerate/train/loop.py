@@ -31,6 +31,7 @@ from ase import Atoms
 from macelerate._dtypes import parse_dtype
 from macelerate._mace import quiet_model_construction
 from macelerate.compress.paths import dead_path_masks
+from macelerate.compress.species_rank import species_rank_summary
 from macelerate.data.labels import LabelKeys
 from macelerate.models.potential import Potential
 from macelerate.train.config import TrainConfig, TrainReport
@@ -242,6 +243,9 @@ def train(
     sparsity = None
     if run.masks is not None and config.sparsity is not None:
         sparsity = sparsity_report(exported, config.sparsity, updates=run.masks.updates)
+    species = None
+    if config.species_rank is not None:
+        species = species_rank_summary(exported, config.species_rank)
     report = TrainReport(
         history=run.history,
         steps=run.step,
@@ -264,6 +268,7 @@ def train(
             "dtype": config.autocast, "islands": run.mixed.islands,
             "overflow_steps": run.mixed.overflow_steps,
         },
+        species_rank=species,
     )  # fmt: skip
     _require_finite_validation(report.final_validation)
     return exported, report

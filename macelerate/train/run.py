@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from macelerate.compress.species_rank import SpeciesProjector
 from macelerate.train.augment import random_rotations, rotate_batch
 from macelerate.train.config import TrainConfig
 from macelerate.train.data import Batch, LabelledData
@@ -91,6 +92,9 @@ class TrainingRun:
         if missing:
             raise ValueError(f"zero masks for parameters the model lacks: {missing}")
         self.zeros = {named[name]: mask.to(self.device) for name, mask in (zeros or {}).items()}
+        self.species = None
+        if config.species_rank is not None:
+            self.species = SpeciesProjector(model, config.species_rank)
         self._apply_zeros()  # before the EMA, which then starts from the zeroed weights
         self.ema = None
         if config.ema_decay is not None:
@@ -142,9 +146,12 @@ class TrainingRun:
 
     @torch.no_grad()
     def _apply_zeros(self) -> None:
-        """Zero the entries the fixed zero masks hold (removed paths stay removed)."""
+        """Zero the entries the fixed zero masks hold (removed paths stay removed), and keep
+        the element-dependent weights at the species rank."""
         for parameter, keep in self.zeros.items():
             parameter.mul_(keep)
+        if self.species is not None:
+            self.species.project()
 
     def _add(self, values: dict[str, float]) -> None:
         for name, value in values.items():
