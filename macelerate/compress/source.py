@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -34,9 +35,40 @@ def plain_mace_model(model_or_potential: Any) -> torch.nn.Module:
     for name, _ in fresh.named_parameters():
         if name not in source:
             raise ModelFileError(f"model has no weight {name!r}; it is not a plain mace MACE")
-    state = {
-        key: source[key] if key in source and source[key].shape == value.shape else value
-        for key, value in fresh.state_dict().items()
-    }
-    fresh.load_state_dict(state)
+    target = fresh.state_dict()
+    narrowed = {k for k, v in target.items() if k in source and source[k].shape != v.shape}
+    fresh.load_state_dict({k: v if k in narrowed else source.get(k, v) for k, v in target.items()})
+    for key in sorted(narrowed):
+        fresh.state_dict()[key].copy_(_widened_radial_weight(fresh, key, source[key]))
     return fresh.eval()
+
+
+def _widened_radial_weight(fresh: torch.nn.Module, key: str, narrow: torch.Tensor) -> torch.Tensor:
+    """The full last radial-MLP layer [hidden, all columns] of a fused interaction whose layer
+    computes only its live paths' columns: those columns in place, zeros for the dead ones
+    (which feed only paths the block's ``linear`` reads with zero weights, so the model is the
+    same function).
+
+    Raises:
+        ModelFileError: ``key`` is not such a layer, or its columns are not the live ones.
+    """
+    from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
+
+    match = _RADIAL_LAST_LAYER.match(key)
+    described: Any = fresh
+    block: Any = described.interactions[int(match.group(1))] if match else None
+    liveness = None if block is None else interaction_liveness(block)
+    full = fresh.state_dict()[key]
+    columns = [] if liveness is None else live_weight_columns(block.conv_tp, liveness.live_paths)
+    if liveness is None or narrow.shape != (full.shape[0], len(columns)):
+        raise ModelFileError(
+            f"weight {key!r} has shape {tuple(narrow.shape)}, not the model's "
+            f"{tuple(full.shape)}, and is not a radial layer narrowed to its live paths: "
+            "rebuild the model from its file"
+        )
+    widened = torch.zeros_like(full)
+    widened[:, columns] = narrow.to(full.dtype)
+    return widened
+
+
+_RADIAL_LAST_LAYER = re.compile(r"^interactions\.(\d+)\.conv_tp_weights\.layer\d+\.weight$")
