@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import SHARED, environment, require_shared_data, write_result  # noqa: E402
 
 from macelerate import load  # noqa: E402
-from macelerate.compress import prune  # noqa: E402
+from macelerate.compress import plain_mace_model, prune  # noqa: E402
 from macelerate.data.labels import LabelKeys, read_structures  # noqa: E402
 from macelerate.evaluate import evaluate  # noqa: E402
 from macelerate.mace.config import build_mace_model, describe_mace_model  # noqa: E402
@@ -257,9 +257,7 @@ def main() -> None:
     original, data = go_data(args) if args.dataset == "go" else acac_data(args)
     defaults = {"go": ["64:3", "32:3", "128:2", "128:1"], "acac": ["16:3:2", "16:3:1", "32:2:2"]}
     base = {
-        "parameters": count_parameters(
-            original if isinstance(original, torch.nn.Module) else original.model
-        ),  # fmt: skip
+        "parameters": count_parameters(plain_mace_model(original)),  # the file's, not the runtime's
         "test": accuracy(original, data[1], data[2]),
         "ms_per_step_float32": step_ms(original, data[4], dtype="float32"),
         "timing_atoms": len(data[4]),

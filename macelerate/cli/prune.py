@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     if args.species_rank is not None:  # refused before any work
         from macelerate.compress.species_rank import check_rank
 
-        check_rank(args.species_rank, len(original.atomic_numbers))
+        described: Any = original
+        check_rank(args.species_rank, len(described.atomic_numbers))
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key)
     calibration = read_structures(args.calibration)[: args.calibration_count] if (
         args.calibration) else None  # fmt: skip
@@ -341,10 +342,10 @@ def _print(report: Any, summary: dict[str, Any], args: argparse.Namespace) -> No
     if "species_rank" in summary:
         species = summary["species_rank"]
         change = species["rms_force_change"]
-        forces = "" if change is None else f", force RMS change {change * 1e3:.1f} meV/Å"
+        note = "" if change is None else f", force RMS change {change * 1e3:.1f} meV/Å"
         share = 100 * species["relative_change"]
         print(f"species rank {species['rank']} of {species['n_elements']} elements: weights "
-              f"changed by {share:.1f}% (Frobenius){forces}")  # fmt: skip
+              f"changed by {share:.1f}% (Frobenius){note}")  # fmt: skip
     for stage in summary.get("gradual", {}).get("stages", []):
         final = stage["final_validation"] or {}
         forces = final.get("val_forces_rmse")

@@ -35,12 +35,26 @@ def plain_mace_model(model_or_potential: Any) -> torch.nn.Module:
     for name, _ in fresh.named_parameters():
         if name not in source:
             raise ModelFileError(f"model has no weight {name!r}; it is not a plain mace MACE")
-    target = fresh.state_dict()
-    narrowed = {k for k, v in target.items() if k in source and source[k].shape != v.shape}
-    fresh.load_state_dict({k: v if k in narrowed else source.get(k, v) for k, v in target.items()})
-    for key in sorted(narrowed):
-        fresh.state_dict()[key].copy_(_widened_radial_weight(fresh, key, source[key]))
+    load_unfused_state(fresh, source)
     return fresh.eval()
+
+
+def load_unfused_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` (of a fused copy of ``module``) into the unfused ``module``, in place.
+
+    Entries ``module`` lacks are ignored and entries ``state`` lacks keep ``module``'s values
+    (e3nn's constant buffers); a radial layer the runtime narrowed to its live paths' columns
+    is widened back (:func:`_widened_radial_weight`). Works for a MACE and for a student (keys
+    under ``backbone.``).
+
+    Raises:
+        ModelFileError: a weight of another shape that is not such a radial layer.
+    """
+    target = module.state_dict()
+    narrowed = {k for k, v in target.items() if k in state and state[k].shape != v.shape}
+    module.load_state_dict({k: v if k in narrowed else state.get(k, v) for k, v in target.items()})
+    for key in sorted(narrowed):  # after every other weight: liveness reads the linears
+        module.state_dict()[key].copy_(_widened_radial_weight(module, key, state[key]))
 
 
 def _widened_radial_weight(fresh: torch.nn.Module, key: str, narrow: torch.Tensor) -> torch.Tensor:
@@ -55,8 +69,8 @@ def _widened_radial_weight(fresh: torch.nn.Module, key: str, narrow: torch.Tenso
     from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
 
     match = _RADIAL_LAST_LAYER.match(key)
-    described: Any = fresh
-    block: Any = described.interactions[int(match.group(1))] if match else None
+    block: Any = fresh.get_submodule(f"{match.group(1) or ''}interactions.{match.group(2)}") if (
+        match) else None  # fmt: skip
     liveness = None if block is None else interaction_liveness(block)
     full = fresh.state_dict()[key]
     columns = [] if liveness is None else live_weight_columns(block.conv_tp, liveness.live_paths)
@@ -71,4 +85,4 @@ def _widened_radial_weight(fresh: torch.nn.Module, key: str, narrow: torch.Tenso
     return widened
 
 
-_RADIAL_LAST_LAYER = re.compile(r"^interactions\.(\d+)\.conv_tp_weights\.layer\d+\.weight$")
+_RADIAL_LAST_LAYER = re.compile(r"^(.*\.)?interactions\.(\d+)\.conv_tp_weights\.layer\d+\.weight$")

@@ -15,6 +15,7 @@ import re
 import torch
 
 from macelerate._mace import quiet_model_construction
+from macelerate.compress.source import load_unfused_state
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct, fuse_message_passing
 
 _COEFFICIENT_KEY = re.compile(r".*\.conv_tp\.coefficients_\d+$")
@@ -46,7 +47,7 @@ def unfused_template(model: torch.nn.Module) -> torch.nn.Module:
     from macelerate.mace.config import build_mace_model, describe_mace_model
 
     template = build_mace_model(describe_mace_model(model))
-    template.load_state_dict(unfused_state_dict(model, template))
+    load_unfused_state(template, unfused_state_dict(model, template))
     return template
 
 
@@ -54,7 +55,8 @@ def unfused_state_dict(
     trained: torch.nn.Module, template: torch.nn.Module
 ) -> dict[str, torch.Tensor]:
     """``trained``'s state in ``template``'s layout: fused coefficients dropped, the e3nn
-    tensor products' constant buffers taken from ``template``.
+    tensor products' constant buffers taken from ``template``. Radial layers the runtime
+    narrowed to their live columns stay narrow: :func:`load_unfused_state` widens them.
 
     Raises:
         KeyError: the two modules differ beyond the fused convolutions.
@@ -76,5 +78,5 @@ def load_trained_weights(template: torch.nn.Module, trained: torch.nn.Module) ->
 
     ``template`` is an unfused copy (:func:`unfused_template`); ``trained`` may be fused.
     """
-    template.load_state_dict(unfused_state_dict(trained, template))
+    load_unfused_state(template, unfused_state_dict(trained, template))
     return template.eval()

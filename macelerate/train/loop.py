@@ -44,7 +44,7 @@ from macelerate.train.data import (
     read_labels,
 )
 from macelerate.train.distributed import data_parallel_from_env, local_device
-from macelerate.train.errors import TrainingDivergedError
+from macelerate.train.errors import TrainConfigError, TrainingDivergedError
 from macelerate.train.export import fuse_all, load_trained_weights, unfused_template
 from macelerate.train.guard import ADVICE, require_finite
 from macelerate.train.run import TrainingRun
@@ -70,6 +70,25 @@ def training_copy(model: torch.nn.Module, config: TrainConfig) -> tuple[torch.nn
         parameter.requires_grad_(not (frozen and name.startswith(frozen)))
     fused = fuse_all(trainee) if config.fuse_message_passing else 0
     return trainee.train(), fused
+
+
+def trainable_module(model: torch.nn.Module | Potential) -> torch.nn.Module:
+    """The module to train: ``model`` itself, or the model of an exact :class:`Potential`.
+
+    Raises:
+        TrainConfigError: a Potential with a precision policy or a lever that is not exact
+            (tabulated radial functions, int8 readouts): they change the model's function.
+    """
+    if not isinstance(model, Potential):
+        return model
+    levers = [t.name for t in model.transforms if t.name != "fuse"]
+    if model.precision is not None or levers:
+        raise TrainConfigError(
+            f"cannot train a Potential loaded with {levers or ['a precision policy']}: those "
+            "levers approximate the model. Train the model file, or load it without them "
+            "(macelerate.load(path, dtype=...))"
+        )
+    return model.model
 
 
 def _labelled(
@@ -188,7 +207,8 @@ def train(
     """Train a copy of ``model`` on labelled structures (or a teacher's predictions).
 
     Args:
-        model: a module following the contract in the module docstring (never modified).
+        model: a module following the contract in the module docstring, or a
+            :class:`Potential` loaded without approximate levers (never modified).
         train_structures: training structures carrying the labels named by ``keys``.
         config: settings (default :class:`TrainConfig`).
         val_structures: validation structures; default: ``config.val_fraction`` of the training
@@ -204,11 +224,13 @@ def train(
         DataFileError: a structure lacks a requested label, or one is not numeric, NaN/inf or
             of the wrong shape.
         UnknownElementError: a structure holds an element the model does not know.
+        TrainConfigError: a Potential with approximate levers or a precision policy.
         TrainStateError: ``resume`` with a missing state file or one from other settings or
             data; or an existing ``checkpoint_path`` without ``resume``.
         TrainingDivergedError: ``config.max_bad_batches`` batches had a NaN/inf loss or
             gradient, or the weights to save or return hold NaN/inf (nothing is written then).
     """
+    model = trainable_module(model)
     config = config or TrainConfig()
     if local_device(config.device) != config.device:  # torchrun: one GPU per local rank
         config = replace(config, device=local_device(config.device))

@@ -49,3 +49,24 @@ def test_a_weight_of_another_shape_is_refused_not_replaced(removed):
     readout.weight = torch.nn.Parameter(torch.zeros(readout.weight.numel() + 1))
     with pytest.raises(ModelFileError, match="readouts.0.linear.weight"):
         plain_mace_model(potential)
+
+
+def test_training_a_loaded_potential_exports_the_full_width_model(removed):
+    from macelerate.train.errors import TrainConfigError
+    from macelerate.train.loop import TrainConfig, train
+    from macelerate.train.teacher import label_structures
+
+    labelled = label_structures(load(tiny_mace([1, 6, 8], channels=8, seed=6)), ethanols(4))
+    settings = TrainConfig(epochs=1, batch_size=2, progress=False, lr=1e-3)
+    potential = load(removed, dtype="float64")
+    for given in (potential, potential.model):  # narrowed radial layers in both
+        trained, _ = train(given, labelled, config=settings)
+        assert trained.state_dict()[RADIAL].shape == removed.state_dict()[RADIAL].shape
+        np.testing.assert_allclose(  # the trained, widened model runs as the trained copy
+            load(trained, dtype="float64").predict(labelled[0]).forces,
+            load(load(trained, dtype="float64").model, dtype="float64").predict(labelled[0]).forces,
+            atol=1e-10,
+        )
+    tabulated = load(removed, dtype="float64", radial="tabulated")
+    with pytest.raises(TrainConfigError, match="tabulate_radial"):
+        train(tabulated, labelled, config=settings)
