@@ -6,10 +6,13 @@ metatomic-ase's ``MetatomicCalculator`` (non-conservative outputs for direct-hea
 macelerate runs them) and ``macelerate.Calculator`` on the first ``--frames``
 structures of ``--test``: largest energy and force differences, and milliseconds per energy +
 forces step (both through ASE's ``calculate``), interleaved in one process on the first frame
-(median of ``--repeats`` rounds).
+(median of ``--repeats`` rounds). With ``--radial exact tabulated``, each model is also exported
+with the tabulated lever's tables inside and compared with macelerate's tabulated potential;
+all four engines are timed in one interleave.
 
     python benchmarks/metatomic_export.py --models teacher=GO.model mace32=mace32.pt \\
-        --test test-10.xyz [--frames 5] [--dtypes float64 float32] [--repeats 9] [--threads 2]
+        --test test-10.xyz [--frames 5] [--dtypes float64 float32] [--repeats 9] [--threads 2] \\
+        [--radial exact tabulated]
 """
 
 from __future__ import annotations
@@ -57,38 +60,53 @@ def _interleaved_ms(calculators, atoms, repeats: int) -> list[list[float]]:
     return samples
 
 
-def measure(name: str, path: str, frames, dtype: str, repeats: int, folder: Path) -> dict:
+def measure(
+    name: str, path: str, frames, dtype: str, repeats: int, folder: Path, radials: list[str]
+) -> dict:
+    """One model in one dtype: per radial mode, the export and its agreement with macelerate
+    run with the same lever; all engines timed in one interleave."""
     from metatomic_ase import MetatomicCalculator
 
-    out = folder / f"{name}_{dtype}.pt"
-    start = time.perf_counter()
-    report = export_metatomic(path, out, dtype=dtype)
-    export_seconds = time.perf_counter() - start
     direct = non_conservative_mode(read_source(path))  # direct heads: compare their forces
-    engines = {
-        "metatomic-ase": MetatomicCalculator(str(out), device="cpu", non_conservative=direct),
-        "macelerate": Calculator(path, dtype=dtype),
-    }
-    energy_diff, force_diff = 0.0, 0.0
-    for atoms in frames:
-        (e_meta, f_meta), (e_ours, f_ours) = (_results(c, atoms) for c in engines.values())
-        energy_diff = max(energy_diff, abs(e_meta - e_ours))
-        force_diff = max(force_diff, float(np.abs(f_meta - f_ours).max()))
+    engines, per_radial = {}, {}
+    for radial in radials:
+        out = folder / f"{name}_{dtype}_{radial}.pt"
+        start = time.perf_counter()
+        report = export_metatomic(path, out, dtype=dtype, radial=radial)
+        export_seconds = time.perf_counter() - start
+        pair = {
+            f"metatomic-ase {radial}": MetatomicCalculator(
+                str(out), device="cpu", non_conservative=direct
+            ),
+            f"macelerate {radial}": Calculator(path, dtype=dtype, radial=radial),
+        }
+        energy_diff, force_diff = 0.0, 0.0
+        for atoms in frames:
+            (e_meta, f_meta), (e_ours, f_ours) = (_results(c, atoms) for c in pair.values())
+            energy_diff = max(energy_diff, abs(e_meta - e_ours))
+            force_diff = max(force_diff, float(np.abs(f_meta - f_ours).max()))
+        engines.update(pair)
+        per_radial[radial] = {
+            "changes": list(report.changes),
+            "export_seconds": export_seconds,
+            "export_check_max_abs_force_diff": report.agreement.max_abs_force_diff,
+            "max_abs_energy_diff_eV": energy_diff,
+            "max_abs_force_diff_eV_per_A": force_diff,
+        }
     samples = _interleaved_ms(list(engines.values()), frames[0], repeats)
     ms = {engine: statistics.median(s) for engine, s in zip(engines, samples)}
+    for radial, row in per_radial.items():
+        row["metatomic_over_macelerate"] = (
+            ms[f"metatomic-ase {radial}"] / ms[f"macelerate {radial}"]
+        )
     return {
         "model": path,
         "dtype": dtype,
-        "changes": list(report.changes),
-        "export_seconds": export_seconds,
-        "export_check_max_abs_force_diff": report.agreement.max_abs_force_diff,
         "frames": len(frames),
-        "max_abs_energy_diff_eV": energy_diff,
-        "max_abs_force_diff_eV_per_A": force_diff,
+        "radial": per_radial,
         "timing_atoms": len(frames[0]),
         "ms_per_step": ms,
         "ms_samples": dict(zip(engines, samples)),
-        "metatomic_over_macelerate": ms["metatomic-ase"] / ms["macelerate"],
     }
 
 
@@ -100,6 +118,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--radial", nargs="+", default=["exact"], choices=["exact", "tabulated"])
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,7 +129,7 @@ def main() -> None:
             name, path = spec.split("=", 1)
             for dtype in args.dtypes:
                 row = {"name": name, **measure(name, path, frames, dtype, args.repeats,
-                                               Path(folder))}  # fmt: skip
+                                               Path(folder), args.radial)}  # fmt: skip
                 print({k: v for k, v in row.items() if k != "ms_samples"}, flush=True)
                 rows.append(row)
     write_result(f"metatomic_export{args.tag}", {"environment": environment(),

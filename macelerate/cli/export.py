@@ -35,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "where an atom has more neighbours than the cap)",
     )
     add("--head", default=None, help="readout head of a multi-head model (metatomic only)")
+    add("--radial", default="exact", choices=["exact", "tabulated"],
+        help="metatomic only: tabulated writes the radial MLPs as the tabulated lever's cubic "
+        "tables (faster; the report gives their force error against the exact model)")  # fmt: skip
     add("--json", default=None, metavar="REPORT", help="also write the report here as JSON")
     parser.set_defaults(run=run)
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = export_model(
         args.model, args.out, format=args.format, dtype=args.dtype,
-        allow_uncapped=args.allow_uncapped, head=args.head,
+        allow_uncapped=args.allow_uncapped, head=args.head, radial=args.radial,
     )  # fmt: skip
     print(report.summary())
     if args.json:

@@ -18,6 +18,7 @@ def export_model(
     dtype: str = "float64",
     allow_uncapped: bool = False,
     head: str | None = None,
+    radial: str = "exact",
 ) -> ExportReport:
     """Write ``model`` in ``format``, verified before it is moved into place.
 
@@ -31,6 +32,8 @@ def export_model(
         dtype: ``"float64"`` or ``"float32"``.
         allow_uncapped: export a hard-capped student without its neighbour cap.
         head: readout head of a multi-head model (metatomic only; the other formats keep all).
+        radial: ``"exact"`` or ``"tabulated"`` (metatomic only: the tabulated lever's cubic
+            tables inside the written model).
 
     Raises:
         ExportError: an unknown format, or the reason the model cannot be written in it.
@@ -40,6 +43,8 @@ def export_model(
     options: dict[str, Any] = {"dtype": dtype, "allow_uncapped": allow_uncapped}
     if head is not None and format != "metatomic":
         raise ExportError(f"--head applies to metatomic exports; a {format} file keeps every head")
+    if radial != "exact" and format != "metatomic":
+        raise ExportError(f"--radial {radial} applies to metatomic exports, not {format}")
     if format == "mace":
         from macelerate.export.mace_file import export_mace
 
@@ -47,7 +52,7 @@ def export_model(
     if format == "metatomic":
         from macelerate.export.metatomic import export_metatomic
 
-        return export_metatomic(model, out, head=head, **options)
+        return export_metatomic(model, out, head=head, radial=radial, **options)
     from macelerate.export.symmetrix import export_symmetrix
 
     return export_symmetrix(model, out, **options)

@@ -248,6 +248,7 @@ def export_metatomic(
     dtype: str = "float64",
     head: str | None = None,
     allow_uncapped: bool = False,
+    radial: str = "exact",
 ) -> ExportReport:
     """Write ``model`` as a metatomic model file, verified with metatomic-ase first.
 
@@ -257,6 +258,11 @@ def export_metatomic(
         dtype: ``"float64"`` or ``"float32"``; metatomic engines feed the model this dtype.
         head: readout head of a multi-head model (default: the first).
         allow_uncapped: export a hard-capped student without its cap.
+        radial: ``"exact"``, or ``"tabulated"``: the radial MLPs as the tabulated lever's cubic
+            tables (the knots ``macelerate.load(..., radial="tabulated")`` picks), checked
+            against macelerate's tabulated potential; the tables' own force error against the
+            exact model on the probe structures is given in the report's changes. Not with a
+            smooth neighbour cap.
 
     Returns:
         The report; its agreement is metatomic-ase's ``MetatomicCalculator`` on the written file
@@ -269,16 +275,63 @@ def export_metatomic(
     """
     check_installed()
     torch_dtype = check_dtype(dtype)
+    if radial not in RADIAL_MODES:
+        raise ExportError(f"radial must be one of {list(RADIAL_MODES)}, not {radial!r}")
     source = read_source(model)
     parts = _parts(source, allow_uncapped=allow_uncapped)
+    reference: Any = parts.mace if parts.mace is source else _uncapped(source)
+    if radial == "tabulated":
+        mace, reference, note = _tabulated(parts.mace, reference, dtype=dtype, head=head)
+        parts = dataclasses.replace(parts, mace=mace, changes=(*parts.changes, note))
     atomistic = build_atomistic_model(
         parts.mace, dtype=torch_dtype, force_head=parts.force_head,
         stress_head=parts.stress_head, confidence=parts.confidence, head=head,
         name=Path(out).stem, changes=parts.changes,
     )  # fmt: skip
-    reference = parts.mace if parts.mace is source else _uncapped(source)
     agreement = _save_checked(atomistic, reference, Path(out), dtype=dtype, head=head)
     return ExportReport(Path(out), "metatomic", dtype, parts.changes, agreement, "metatomic-ase")
+
+
+RADIAL_MODES = ("exact", "tabulated")
+
+
+def _tabulated(
+    mace: torch.nn.Module, reference: torch.nn.Module, *, dtype: str, head: str | None
+) -> tuple[torch.nn.Module, Any, str]:
+    """(the backbone with scriptable tables, the tabulated Potential to check the file
+    against, the report line) for ``radial="tabulated"``.
+
+    Raises:
+        ExportError: a model the lever cannot tabulate, or a smooth neighbour cap.
+    """
+    from macelerate.export._metatomic_radial import scriptable_tabulated
+    from macelerate.models.loading import load
+    from macelerate.transforms.tabulate import (
+        TabulationError,
+        force_errors,
+        tabulate_radial,
+        tabulated_model,
+    )
+
+    if isinstance(getattr(mace, "radial_embedding", None), SmoothCapRadialEmbedding):
+        raise ExportError(
+            "a tabulated metatomic export does not take a smooth neighbour cap yet: export "
+            "this student with radial='exact' (--radial exact)"
+        )
+    exact = load(reference, dtype=dtype, head=head, min_distance=None)
+    try:
+        tabulated, report = tabulate_radial(exact)
+        tables, _ = tabulated_model(mace, n_knots=report.n_knots, r_min=report.r_min)
+    except TabulationError as error:
+        raise ExportError(f"cannot tabulate this model's radial functions: {error}") from error
+    probe = [atoms for _, atoms in probe_structures(exact.atomic_numbers)]
+    worst, _, _ = force_errors(exact, tabulated, probe)
+    note = (
+        f"radial MLPs as cubic tables ({report.n_knots} knots on [{report.r_min}, "
+        f"{report.r_max}] Å; max |ΔF| {worst:.1e} eV/Å against the exact model on the probe "
+        "structures)"
+    )
+    return scriptable_tabulated(tables), tabulated, note
 
 
 def _uncapped(student: Any) -> torch.nn.Module:
@@ -293,16 +346,21 @@ def _uncapped(student: Any) -> torch.nn.Module:
 
 
 def _save_checked(
-    atomistic: Any, reference_model: torch.nn.Module, out: Path, *, dtype: str, head: str | None
+    atomistic: Any, reference_model: Any, out: Path, *, dtype: str, head: str | None
 ) -> Agreement:
     from metatomic_ase import MetatomicCalculator
 
     from macelerate.calculator import Calculator
+    from macelerate.models.potential import Potential
 
     described: Any = reference_model
     structures = probe_structures([int(z) for z in described.atomic_numbers])
-    reference = Calculator(reference_model, dtype=dtype, head=head, min_distance=None)
-    direct = non_conservative_mode(reference_model)
+    if isinstance(reference_model, Potential):  # already loaded as it must run (tabulated)
+        reference = Calculator(reference_model)
+        direct = non_conservative_mode(reference_model.model)
+    else:
+        reference = Calculator(reference_model, dtype=dtype, head=head, min_distance=None)
+        direct = non_conservative_mode(reference_model)
     found: list[Agreement] = []
 
     def write(tmp: Path) -> None:

@@ -88,10 +88,12 @@ def _innermost_embedding(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     return parent, name
 
 
-def _tabulated_model(
+def tabulated_model(
     model: torch.nn.Module, *, n_knots: int, r_min: float
 ) -> tuple[torch.nn.Module, list[TabulatedRadialMLP]]:
-    """A copy of a backbone-holding ``model`` with every radial MLP tabulated."""
+    """A copy of a backbone-holding ``model`` with every radial MLP tabulated (``n_knots`` on
+    [``r_min``, r_max]) and the length embedding that feeds them: the lever's model, which the
+    metatomic export also starts from."""
     with model_construction():
         import copy
 
@@ -174,7 +176,7 @@ def tabulate_radial(
         raise TabulationError("tabulate before applying a precision policy")
     n_knots = knots or FIRST_KNOTS
     while True:
-        model, tables = _tabulated_model(potential.model, n_knots=n_knots, r_min=r_min)
+        model, tables = tabulated_model(potential.model, n_knots=n_knots, r_min=r_min)
         hidden_error = _hidden_error(tables)
         candidate = potential.replace(
             model, record=TransformRecord("tabulate_radial", False, {"knots": n_knots})

@@ -1,0 +1,91 @@
+"""Metatomic exports with the tabulated radial lever inside (``radial="tabulated"``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from macelerate import load
+from macelerate.calculator import Calculator
+from macelerate.cli import main
+from macelerate.export import ExportError, export_metatomic
+from macelerate.export._metatomic_radial import ScriptableEdgeFeatures, ScriptableRadialTable
+from macelerate.transforms.tabulate import tabulated_model
+
+
+@pytest.fixture(scope="module")
+def metatomic_ase():
+    pytest.importorskip("metatomic.torch", reason="metatomic-torch is not installed")
+    return pytest.importorskip("metatomic_ase", reason="metatomic-ase is not installed")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, metatomic_ase, tiny_model):
+    out = tmp_path_factory.mktemp("tabulated") / "tiny_tabulated.pt"
+    return out, export_metatomic(tiny_model, out, radial="tabulated")
+
+
+def _results(calculator, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        out["stress"] = atoms.get_stress()
+    return out
+
+
+def test_the_scripted_table_is_the_levers_table(tiny_model):
+    """Values and length derivatives equal the runtime's kernel, below, inside and beyond the
+    table, compiled by TorchScript."""
+    model, tables = tabulated_model(tiny_model, n_knots=64, r_min=0.5)
+    table = tables[1]
+    scripted = torch.jit.script(
+        ScriptableRadialTable(table, ScriptableEdgeFeatures(model.radial_embedding.inner))
+    )
+    lengths = torch.tensor([0.0, 0.3, 0.5, 0.77, 1.6, 2.9, 4.0, 4.3], dtype=torch.float64)
+    lengths = lengths.unsqueeze(-1).requires_grad_(True)
+    want = table(lengths)
+    got = scripted(lengths)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    weights = torch.randn_like(want)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), lengths)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), lengths)
+    torch.testing.assert_close(grad_got, grad_want, atol=1e-10, rtol=0)
+    assert bool((grad_got[1:] != 0).any())
+
+
+@pytest.mark.parametrize("structure", ["silicon", "ethanol"])
+def test_metatomic_ase_equals_the_tabulated_lever(
+    exported, metatomic_ase, tiny_model, structure, request
+):
+    path, report = exported
+    assert any("cubic tables" in change for change in report.changes)
+    assert report.agreement.max_abs_force_diff <= 1e-8
+    atoms = request.getfixturevalue(structure)
+    got = _results(metatomic_ase.MetatomicCalculator(path, device="cpu"), atoms)
+    tabulated = _results(Calculator(load(tiny_model, dtype="float64", radial="tabulated")), atoms)
+    exact = _results(Calculator(tiny_model, dtype="float64"), atoms)
+    assert abs(got["energy"] - tabulated["energy"]) <= 1e-8
+    assert np.abs(got["forces"] - tabulated["forces"]).max() <= 1e-8
+    table_error = np.abs(got["forces"] - exact["forces"]).max()
+    assert 0 < table_error <= 1e-5  # the tables are inside, and close to the MLPs
+    if "stress" in tabulated:
+        assert np.abs(got["stress"] - tabulated["stress"]).max() <= 1e-8
+
+
+def test_direct_head_students_export_tabulated(tmp_path, metatomic_ase, students):
+    report = export_metatomic(students["direct"], tmp_path / "direct.pt", radial="tabulated")
+    assert report.agreement.max_abs_force_diff <= 1e-6
+    assert any("non_conservative" in change for change in report.changes)
+
+
+def test_refused_where_the_tables_cannot_go(tmp_path, metatomic_ase, students, tiny_model_file):
+    with pytest.raises(ExportError, match="smooth neighbour cap"):
+        export_metatomic(students["smooth"], tmp_path / "smooth.pt", radial="tabulated")
+    with pytest.raises(ExportError, match="radial must be one of"):
+        export_metatomic(students["direct"], tmp_path / "x.pt", radial="chebyshev")
+    assert list(tmp_path.iterdir()) == []
+    args = ["export", str(tiny_model_file), "--format", "mace", "--out", str(tmp_path / "m.model")]
+    assert main([*args, "--radial", "tabulated"]) == 2  # mace files hold the MLPs
+    assert list(tmp_path.iterdir()) == []
