@@ -40,6 +40,12 @@ STUDENT_OPTIONS = {
 
 
 @pytest.fixture(scope="session")
+def metatomic_ase():
+    pytest.importorskip("metatomic.torch", reason="metatomic-torch is not installed")
+    return pytest.importorskip("metatomic_ase", reason="metatomic-ase is not installed")
+
+
+@pytest.fixture(scope="session")
 def students() -> dict[str, Student]:
     """``capped`` (hard cap 3 + confidence), ``smooth`` (smooth cap), ``direct`` (force and
     stress heads + confidence), ``edge`` (pair-force head with virial stress, smooth cap 3),

@@ -10,14 +10,9 @@ import torch
 
 from macelerate.calculator import Calculator
 from macelerate.export import ExportError, export_metatomic
+from tests.export import ase_results
 
 FORCE_TOLERANCE_FLOAT64 = 1e-6  # eV/Å
-
-
-@pytest.fixture(scope="module")
-def metatomic_ase():
-    pytest.importorskip("metatomic.torch", reason="metatomic-torch is not installed")
-    return pytest.importorskip("metatomic_ase", reason="metatomic-ase is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +22,6 @@ def exported(tmp_path_factory, metatomic_ase, tiny_model):
     return out, export_metatomic(tiny_model, out)
 
 
-def _results(calculator, atoms):
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        out["stress"] = atoms.get_stress()
-    return out
-
-
 @pytest.mark.parametrize("structure", ["silicon", "ethanol"])
 def test_metatomic_ase_equals_macelerate_in_float64(
     exported, metatomic_ase, tiny_model, structure, request
@@ -43,8 +29,8 @@ def test_metatomic_ase_equals_macelerate_in_float64(
     path, report = exported
     assert report.agreement.max_abs_force_diff <= FORCE_TOLERANCE_FLOAT64
     atoms = request.getfixturevalue(structure)
-    got = _results(metatomic_ase.MetatomicCalculator(path, device="cpu"), atoms)
-    want = _results(Calculator(tiny_model, dtype="float64"), atoms)
+    got = ase_results(metatomic_ase.MetatomicCalculator(path, device="cpu"), atoms)
+    want = ase_results(Calculator(tiny_model, dtype="float64"), atoms)
     assert abs(got["energy"] - want["energy"]) <= 1e-8
     assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
     assert ("stress" in want) == (structure == "silicon")
@@ -98,8 +84,8 @@ def test_direct_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, stude
     calculator = metatomic_ase.MetatomicCalculator(out, device="cpu", non_conservative=True)
     outputs = calculator.model().capabilities().outputs
     assert {"energy", "non_conservative_force", "non_conservative_stress"} <= set(outputs)
-    got = _results(calculator, silicon)
-    want = _results(Calculator(student, dtype="float64"), silicon)
+    got = ase_results(calculator, silicon)
+    want = ase_results(Calculator(student, dtype="float64"), silicon)
     assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
     assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
 
@@ -130,8 +116,8 @@ def test_edge_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, student
     calculator = metatomic_ase.MetatomicCalculator(out, device="cpu", non_conservative=mode)
     outputs = set(calculator.model().capabilities().outputs)
     assert ("non_conservative_stress" in outputs) == (name == "edge")
-    got = _results(calculator, silicon)
-    want = _results(Calculator(student, dtype="float64"), silicon)
+    got = ase_results(calculator, silicon)
+    want = ase_results(Calculator(student, dtype="float64"), silicon)
     assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
     assert np.abs(got["forces"]).max() > 1e-6  # pair forces, not an empty output
     if name == "edge":
@@ -161,8 +147,8 @@ def test_smooth_cap_runs_inside_the_exported_model(
     atoms = request.getfixturevalue(structure)
     receivers = student.build_graph(atoms, min_distance=None)["edge_index"][1]
     assert torch.bincount(receivers).max() > 3  # the cap acts on this structure
-    got = _results(calculator, atoms)
-    want = _results(Calculator(student, dtype="float64"), atoms)
+    got = ase_results(calculator, atoms)
+    want = ase_results(Calculator(student, dtype="float64"), atoms)
     assert abs(got["energy"] - want["energy"]) <= 1e-8
     assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
     if "stress" in want:

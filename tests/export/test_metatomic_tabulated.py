@@ -12,27 +12,13 @@ from macelerate.cli import main
 from macelerate.export import ExportError, export_metatomic
 from macelerate.export._metatomic_radial import ScriptableEdgeFeatures, ScriptableRadialTable
 from macelerate.transforms.tabulate import tabulated_model
-
-
-@pytest.fixture(scope="module")
-def metatomic_ase():
-    pytest.importorskip("metatomic.torch", reason="metatomic-torch is not installed")
-    return pytest.importorskip("metatomic_ase", reason="metatomic-ase is not installed")
+from tests.export import ase_results
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, metatomic_ase, tiny_model):
     out = tmp_path_factory.mktemp("tabulated") / "tiny_tabulated.pt"
     return out, export_metatomic(tiny_model, out, radial="tabulated")
-
-
-def _results(calculator, atoms):
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        out["stress"] = atoms.get_stress()
-    return out
 
 
 def test_the_scripted_table_is_the_levers_table(tiny_model):
@@ -63,9 +49,10 @@ def test_metatomic_ase_equals_the_tabulated_lever(
     assert any("cubic tables" in change for change in report.changes)
     assert report.agreement.max_abs_force_diff <= 1e-8
     atoms = request.getfixturevalue(structure)
-    got = _results(metatomic_ase.MetatomicCalculator(path, device="cpu"), atoms)
-    tabulated = _results(Calculator(load(tiny_model, dtype="float64", radial="tabulated")), atoms)
-    exact = _results(Calculator(tiny_model, dtype="float64"), atoms)
+    got = ase_results(metatomic_ase.MetatomicCalculator(path, device="cpu"), atoms)
+    lever = load(tiny_model, dtype="float64", radial="tabulated")
+    tabulated = ase_results(Calculator(lever), atoms)
+    exact = ase_results(Calculator(tiny_model, dtype="float64"), atoms)
     assert abs(got["energy"] - tabulated["energy"]) <= 1e-8
     assert np.abs(got["forces"] - tabulated["forces"]).max() <= 1e-8
     table_error = np.abs(got["forces"] - exact["forces"]).max()
