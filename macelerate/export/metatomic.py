@@ -7,12 +7,13 @@ mace-torch's input from each metatomic ``System`` and its full neighbour list (c
 ``r_max + 2 * cap_width`` for a smooth-cap student, whose cap runs inside the compiled model)
 and returns the energy; the engine takes forces and stress by autograd. The model inside is the
 plain mace-torch model :func:`~macelerate.export.mace_file.plain_mace_module` gives (so anything a
-mace file cannot hold is refused here too), compiled with e3nn's TorchScript helper as mace-torch
-does for LAMMPS. Students with direct heads (node heads, or edge heads whose pair forces are
-built from the export's graph, with the smooth-cap weights when the student has a cap) are
-exported with their backbone's energy plus ``non_conservative_force`` (and
-``non_conservative_stress``) outputs; engines use those only when asked
-(``MetatomicCalculator(non_conservative=True)``).
+mace file cannot hold is refused here too), with macelerate's fused convolution in its
+interactions (exact, :mod:`~macelerate.export._metatomic_conv`), compiled with e3nn's
+TorchScript helper as mace-torch does for LAMMPS. Students with direct heads (node heads, or
+edge heads whose pair forces are built from the export's graph, with the smooth-cap weights
+when the student has a cap) are exported with their backbone's energy plus
+``non_conservative_force`` (and ``non_conservative_stress``) outputs; engines use those only
+when asked (``MetatomicCalculator(non_conservative=True)``).
 
 Needs ``metatomic-torch`` and ``metatomic-ase`` (``pip install 'macelerate[test]'``, or the two
 packages).
@@ -159,6 +160,7 @@ def build_atomistic_model(
     """
     from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
 
+    from macelerate.export._metatomic_conv import fuse_for_export
     from macelerate.export._metatomic_heads import ScriptableConfidenceHead
     from macelerate.export._metatomic_module import MaceMetatomicModule
 
@@ -170,8 +172,10 @@ def build_atomistic_model(
     r_max = float(described.r_max)
     cutoff = neighbor_cutoff(mace)
     n_layers = len(described.interactions)
+    backbone = _cast_copy(mace, dtype)
+    fuse_for_export(backbone)  # exact: macelerate's fused convolution, compiled
     module = MaceMetatomicModule(
-        _compiled(_cast_copy(mace, dtype)),
+        _compiled(backbone),
         atomic_numbers,
         cutoff,
         heads.index(head or heads[0]),
