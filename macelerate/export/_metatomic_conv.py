@@ -1,4 +1,5 @@
-"""macelerate's fused convolution in a form TorchScript compiles, for metatomic exports.
+"""macelerate's exact kernels in a form TorchScript compiles, for metatomic exports: the fused
+convolution and the sparse-polynomial symmetric contraction.
 
 :class:`~macelerate.runtime.fused_conv.FusedEdgeTensorProduct` sums each receiver's messages
 before the Clebsch-Gordan contraction, in a padded [receiver, neighbour slot] layout, with no
@@ -11,6 +12,10 @@ summed message. Results equal e3nn's to floating-point rounding; paths whose out
 ``linear`` reads with zero weights are not computed (their block is zero, as e3nn's would be
 after the linear).
 
+:class:`ScriptableSymmetricContraction` evaluates mace's product basis as the runtime's sparse
+polynomial (:mod:`macelerate.runtime.symmetric_contraction`): only the monomials the couplings
+use, with per-element tables computed once from the frozen weights; autograd gives the forces.
+
 No ``from __future__ import annotations``: TorchScript reads these annotations.
 """
 
@@ -22,6 +27,10 @@ import torch
 
 from macelerate.runtime.dead_blocks import interaction_liveness
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct, supports_fusion
+from macelerate.runtime.symmetric_contraction import (
+    FastSymmetricContraction,
+    supports_fast_contraction,
+)
 
 
 class _Coefficients(torch.nn.Module):
@@ -53,10 +62,9 @@ class ScriptableFusedConv(torch.nn.Module):
             for path, live, scale in zip(fused.paths, fused.live_paths, fused.diagonal_scale)
         ]
         self.scales: List[float] = [0.0 if s is None else float(s) for s in fused.diagonal_scale]
-        self.in1_offsets: List[int] = _offsets([m.dim for m in fused.irreps_in1])
-        self.in1_muls: List[int] = [m.mul for m in fused.irreps_in1]
-        self.in1_dims: List[int] = [m.ir.dim for m in fused.irreps_in1]
-        self.in2_offsets: List[int] = _offsets([m.dim for m in fused.irreps_in2])
+        self.in1_sizes: List[int] = [m.dim for m in fused.irreps_in1]
+        self.in2_sizes: List[int] = [m.dim for m in fused.irreps_in2]
+        self.weight_sizes: List[int] = [path[0] for path in fused.paths]
         self.out_dims: List[int] = [m.dim for m in fused.irreps_out]
         self.weight_numel = int(sum(path[0] for path in fused.paths))
 
@@ -86,14 +94,19 @@ class ScriptableFusedConv(torch.nn.Module):
         y = y.index_select(0, edge_of_slot).view(n_nodes, k, -1)  # zero at padding slots
         w = torch.cat([tp_weights, tp_weights.new_zeros((1, tp_weights.shape[1]))])
         w = w.index_select(0, edge_of_slot).view(n_nodes, k, -1)
+        # split, not narrow: a split's gradient is one concatenation, a narrow's a zero tensor
+        # of the whole input per block
+        x_blocks = node_feats.split(self.in1_sizes, dim=1)
+        y_blocks = y.split(self.in2_sizes, dim=2)
+        w_blocks = w.split(self.weight_sizes, dim=2)
         blocks: Dict[int, torch.Tensor] = {}
         for index, path_coefficients in enumerate(self.coefficients):
             coefficients = path_coefficients()  # [d1, d2, d_out]
-            mul, d1, d2, i_in1, i_in2, offset, i_out, live, diagonal = self.paths[index]
+            mul, d1, d2, i_in1, i_in2, _, i_out, live, diagonal = self.paths[index]
             if live == 1:  # dead paths are not computed
-                y_path = y.narrow(2, self.in2_offsets[i_in2], d2)  # [n, K, d2]
-                w_path = w.narrow(2, offset, mul)  # [n, K, u]
-                x = node_feats.narrow(1, self.in1_offsets[i_in1], mul * d1)
+                y_path = y_blocks[i_in2]  # [n, K, d2]
+                w_path = w_blocks[index]  # [n, K, u]
+                x = x_blocks[i_in1]  # [n, u * d1]
                 if d1 == 1:
                     x_slots = x.index_select(0, padded_senders).view(n_nodes, k, mul)
                     summed = torch.bmm(y_path.transpose(1, 2), x_slots * w_path)  # [n, d2, u]
@@ -118,26 +131,98 @@ class ScriptableFusedConv(torch.nn.Module):
         return torch.cat(out, dim=1)
 
 
-def _offsets(dims: List[int]) -> List[int]:
-    offsets = [0]
-    for dim in dims:
-        offsets.append(offsets[-1] + dim)
-    return offsets
-
-
 def fuse_for_export(mace: Any) -> int:
-    """Give every interaction of ``mace`` (owned, unfused) whose convolution supports it the
-    scriptable fused convolution, in place, skipping its dead paths; returns how many."""
-    fused = 0
-    for block in getattr(mace, "interactions", []):
-        conv = getattr(block, "conv_tp", None)
-        if conv is None or not supports_fusion(conv) or hasattr(block, "conv_fusion"):
-            continue
+    """Give ``mace`` (owned, unfused, frozen) macelerate's exact kernels in scriptable form, in
+    place: the fused convolution in every interaction that supports it (dead paths skipped),
+    and the sparse-polynomial symmetric contraction in every product (components no live path
+    feeds dropped). Returns the number of blocks changed."""
+    changed = 0
+    interactions = list(getattr(mace, "interactions", []))
+    products = list(getattr(mace, "products", []))
+    for index, block in enumerate(interactions):
         liveness = interaction_liveness(block)
-        live = None if liveness is None else liveness.live_paths
-        if live is not None and not any(live):
-            live = None  # nothing live: compute every path (all zero after the linear anyway)
-        block.conv_tp = ScriptableFusedConv(FusedEdgeTensorProduct(conv, live_paths=live))
-        block.conv_fusion = True
-        fused += 1
-    return fused
+        conv = getattr(block, "conv_tp", None)
+        if conv is not None and supports_fusion(conv) and not hasattr(block, "conv_fusion"):
+            live = None if liveness is None else liveness.live_paths
+            if live is not None and not any(live):
+                live = None  # nothing live: compute every path (all zero after the linear)
+            block.conv_tp = ScriptableFusedConv(FusedEdgeTensorProduct(conv, live_paths=live))
+            block.conv_fusion = True
+            changed += 1
+        contraction = getattr(products[index], "symmetric_contractions", None) if (
+            index < len(products)) else None  # fmt: skip
+        if contraction is not None and supports_fast_contraction(contraction):
+            components = None if liveness is None else (liveness.live_components or None)
+            products[index].symmetric_contractions = ScriptableSymmetricContraction(
+                contraction, components
+            )
+            changed += 1
+    return changed
+
+
+class _Monomials(torch.nn.Module):
+    """One output irrep's frozen polynomial: per-element tables and monomial index lists."""
+
+    tables: torch.Tensor  # [n_elements, channels, m, n_monomials]
+
+    def __init__(self, contraction: Any, n_elements: int):
+        super().__init__()
+        with torch.no_grad():
+            tables = contraction.tables(torch.arange(n_elements))
+        self.register_buffer("tables", tables.detach().clone())
+        self.orders = torch.nn.ModuleList(
+            [
+                _Coefficients(getattr(contraction, f"monomials_{nu}"))
+                for nu in range(1, contraction.correlation + 1)
+            ]
+        )
+        self.dim_out = int(contraction.dim_out)
+
+    def forward(self, x: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
+        """``x`` [b, c, i_live], ``elements`` [b] -> [b, c * m], channel-major."""
+        terms: List[torch.Tensor] = []
+        for order in self.orders:
+            index = order()  # [n_monomials of this order, nu]
+            term = x.index_select(2, index[:, 0])
+            for position in range(1, index.shape[1]):
+                term = term * x.index_select(2, index[:, position])
+            terms.append(term)
+        monomials = torch.cat(terms, dim=2)  # [b, c, n_monomials]
+        n_nodes, channels = x.shape[0], x.shape[1]
+        out = x.new_zeros((n_nodes, channels, self.dim_out))
+        for element in range(self.tables.shape[0]):
+            nodes = (elements == element).nonzero().squeeze(1)
+            if nodes.numel() > 0:
+                table = self.tables[element].to(x.dtype)  # [c, m, n_monomials]
+                values = torch.einsum("bcn,cmn->bcm", [monomials.index_select(0, nodes), table])
+                out = out.index_copy(0, nodes, values)
+        return out.reshape(n_nodes, channels * self.dim_out)
+
+
+class ScriptableSymmetricContraction(torch.nn.Module):
+    """mace-torch's ``SymmetricContraction`` with frozen weights as a sparse polynomial:
+    ``(x [b, c, i], node_attrs [b, n_elements] one-hot) -> [b, sum_L c * (2L + 1)]``, only the
+    monomials the couplings use, per-element tables computed once (equal to mace-torch's
+    result to floating-point rounding, as macelerate's runtime)."""
+
+    live: torch.Tensor
+
+    def __init__(self, source: Any, live_components: Any = None):
+        super().__init__()
+        fast = FastSymmetricContraction(source, live_components=live_components)
+        n_elements = int(source.contractions[0].weights_max.shape[0])
+        self.register_buffer("live", fast.live.clone())
+        first: Any = fast.contractions[0]
+        self.n_components = int(first.n_components)
+        self.contractions = torch.nn.ModuleList(
+            [_Monomials(contraction, n_elements) for contraction in fast.contractions]
+        )
+
+    def forward(self, x: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+        if self.live.shape[0] != self.n_components:
+            x = x.index_select(2, self.live)
+        elements = node_attrs.argmax(dim=1)
+        pieces: List[torch.Tensor] = []
+        for contraction in self.contractions:
+            pieces.append(contraction(x, elements))
+        return torch.cat(pieces, dim=1)

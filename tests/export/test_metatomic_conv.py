@@ -1,4 +1,5 @@
-"""The scriptable fused convolution of metatomic exports equals mace-torch's convolution."""
+"""The scriptable kernels of metatomic exports (fused convolution, sparse symmetric contraction)
+equal mace-torch's modules."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import torch
 from ase import Atoms
 
 from macelerate.compress.paths import conv_paths, remove_conv_paths
-from macelerate.export._metatomic_conv import ScriptableFusedConv, fuse_for_export
+from macelerate.export._metatomic_conv import (
+    ScriptableFusedConv,
+    ScriptableSymmetricContraction,
+    fuse_for_export,
+)
 from macelerate.export.metatomic import _compiled
 from macelerate.graph.batch import build_graph
 from macelerate.testing import tiny_mace
@@ -40,10 +45,12 @@ def test_exported_convolution_equals_mace(silicon, ethanol, removed_path):
         path = next(p for p in conv_paths(model) if p.layer == 1 and p.width > 8)
         model = remove_conv_paths(model, [path])
     fused = copy.deepcopy(model)
-    assert fuse_for_export(fused) == len(model.interactions)
-    assert fuse_for_export(fused) == 0  # already fused: left alone
+    assert fuse_for_export(fused) == 2 * len(model.interactions)  # convolutions and products
+    assert fuse_for_export(fused) == 0  # already done: left alone
     convs = [block.conv_tp for block in fused.interactions]
     assert all(isinstance(conv, ScriptableFusedConv) for conv in convs)
+    products = [product.symmetric_contractions for product in fused.products]
+    assert all(isinstance(p, ScriptableSymmetricContraction) for p in products)
     live = [path[7] for conv in convs for path in conv.paths]
     assert (0 in live) == removed_path
     compiled = _compiled(copy.deepcopy(fused))
