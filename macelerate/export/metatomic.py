@@ -325,7 +325,10 @@ def _tabulated(
     exact = load(reference, dtype=dtype, head=head, min_distance=None)
     try:
         tabulated, report = tabulate_radial(exact)
-        tables, _ = tabulated_model(mace, n_knots=report.n_knots, r_min=report.r_min)
+        # tables from float64 weights whatever the file's dtype (float32 tables would round
+        # the cubics' coefficients before the export's own cast)
+        mace64 = _cast_copy(mace, torch.float64)
+        tables, _ = tabulated_model(mace64, n_knots=report.n_knots, r_min=report.r_min)
     except TabulationError as error:
         raise ExportError(f"cannot tabulate this model's radial functions: {error}") from error
     probe = [atoms for _, atoms in probe_structures(exact.atomic_numbers)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,11 @@ def test_refused_where_the_tables_cannot_go(tmp_path, metatomic_ase, students, t
     args = ["export", str(tiny_model_file), "--format", "mace", "--out", str(tmp_path / "m.model")]
     assert main([*args, "--radial", "tabulated"]) == 2  # mace files hold the MLPs
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_float32_file_gets_float64_tables(tmp_path, metatomic_ase, tiny_model, silicon):
+    """Tables are built from float64 weights: exported in float64, a float32 model agrees with
+    macelerate's float64 tabulated potential to rounding, not to float32's 1e-7."""
+    single = copy.deepcopy(tiny_model).to(torch.float32)  # the fixture stays float64
+    report = export_metatomic(single, tmp_path / "single.pt", radial="tabulated")
+    assert report.agreement.max_abs_force_diff <= 1e-12
