@@ -100,9 +100,10 @@ def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
 
     A smooth cap stays inside the model (its thresholds are searched in TorchScript); a hard cap
     is dropped only with ``allow_uncapped``; a confidence head becomes the per-atom output
-    :data:`CONFIDENCE_OUTPUT`.
+    :data:`CONFIDENCE_OUTPUT`; a hybrid student's attention and Cartesian layers are compiled as
+    they are (:mod:`macelerate.models.scalar_blocks`).
     """
-    from macelerate.models.student import Student
+    from macelerate.models.student import Student, student_is_hybrid
 
     if not isinstance(source, Student):
         mace, changes = plain_mace_module(source, allow_uncapped=allow_uncapped)
@@ -112,7 +113,9 @@ def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
         [] if confidence is None
         else [f"confidence head as the per-atom output {CONFIDENCE_OUTPUT} (eV/Å)"]
     )  # fmt: skip
-    if (source.force_head, source.stress_head) == (None, None):
+    direct = (source.force_head, source.stress_head) != (None, None)
+    hybrid = student_is_hybrid(source)
+    if not direct and not hybrid:
         mace, changes = plain_mace_module(
             source, allow_uncapped=allow_uncapped, keep_smooth_cap=True
         )
@@ -125,7 +128,11 @@ def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
             f"this student has a hard neighbour cap of {config.max_neighbors}, which metatomic "
             "engines do not build; pass allow_uncapped=True (--allow-uncapped) to export"
         )
-    notes.insert(0, "direct-head forces / stress are the non_conservative_force / _stress outputs")
+    if direct:
+        notes.insert(0, "direct-head forces / stress are the non_conservative_force / _stress "
+                     "outputs")  # fmt: skip
+    if hybrid:
+        notes.insert(0, f"layers {'/'.join(config.layer_kinds)} compiled as macelerate's modules")
     if config.smooth_cap:
         notes.append(smooth_cap_change(config))
     elif hard_cap:

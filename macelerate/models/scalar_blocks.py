@@ -19,12 +19,16 @@ smooth cap drops a neighbour), so energies stay continuous as neighbours enter o
 
 Edges run sender ``edge_index[0]`` -> receiver ``edge_index[1]`` with vector
 ``r[receiver] - r[sender] + shift`` (mace-torch's convention).
+
+The blocks compile with TorchScript (metatomic exports of hybrid students): no ``from __future__
+import annotations`` (TorchScript reads the annotations), and the forwards take mace-torch's
+LAMMPS arguments explicitly.
 """
 
-from __future__ import annotations
+# ruff: noqa: UP006, UP035, UP045
 
 import math
-from typing import Any
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -36,7 +40,7 @@ LOGIT_BOUND = 8.0
 
 def scalar_columns(irreps: Any) -> torch.Tensor:
     """[n_scalars] int64 columns of the ``0e`` features in an e3nn irreps layout."""
-    columns: list[int] = []
+    columns: List[int] = []
     offset = 0
     for mul, ir in irreps:
         width = mul * ir.dim
@@ -49,12 +53,13 @@ def scalar_columns(irreps: Any) -> torch.Tensor:
 
 
 def _scatter_rows(values: torch.Tensor, index: torch.Tensor, n_rows: int) -> torch.Tensor:
-    out = torch.zeros((n_rows, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    """Rows of ``values`` [n, F] summed into [n_rows, F] by ``index`` [n]."""
+    out = values.new_zeros((n_rows, values.shape[1]))
     return out.index_add_(0, index, values)
 
 
-def _mlp(sizes: list[int]) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
+def _mlp(sizes: List[int]) -> torch.nn.Sequential:
+    layers: List[torch.nn.Module] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(torch.nn.Linear(n_in, n_out))
         if index < len(sizes) - 2:
@@ -73,7 +78,7 @@ class _ScalarEdgeBlock(torch.nn.Module):
         self.channels = channels
         self.node_in = torch.nn.Linear(int(self.columns.numel()), channels)
 
-    def _envelope(self, cutoff: torch.Tensor | None, edge_feats: torch.Tensor) -> torch.Tensor:
+    def _envelope(self, cutoff: Optional[torch.Tensor], edge_feats: torch.Tensor) -> torch.Tensor:
         if cutoff is None:  # only a model built with apply_cutoff=True passes None
             raise ValueError(
                 "scalar student layers need the cutoff envelope separately: build the radial "
@@ -107,6 +112,7 @@ class SmoothAttentionInteraction(_ScalarEdgeBlock):
         if channels % heads:
             raise ValueError(f"attention channels {channels} must be divisible by heads {heads}")
         self.heads = heads
+        self.logit_bound = LOGIT_BOUND  # an attribute: TorchScript reads no module globals
         self.query = torch.nn.Linear(channels, channels, bias=False)
         self.key = torch.nn.Linear(channels, channels, bias=False)
         self.value = torch.nn.Linear(channels, channels, bias=False)
@@ -120,9 +126,11 @@ class SmoothAttentionInteraction(_ScalarEdgeBlock):
         edge_attrs: torch.Tensor,
         edge_feats: torch.Tensor,
         edge_index: torch.Tensor,
-        cutoff: torch.Tensor | None = None,
-        **_: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cutoff: Optional[torch.Tensor] = None,
+        lammps_natoms: Tuple[int, int] = (0, 0),
+        lammps_class: Optional[Any] = None,
+        first_layer: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(message [n_atoms, C], skip [n_atoms, C])`` from node features [n_atoms, D]."""
         n_atoms, heads = node_feats.shape[0], self.heads
         width = self.channels // heads
@@ -132,7 +140,7 @@ class SmoothAttentionInteraction(_ScalarEdgeBlock):
         key = self.key(hidden).view(n_atoms, heads, width)
         logits = (query[receiver] * key[sender]).sum(-1) / math.sqrt(width)  # [n_edges, H]
         logits = logits + self.edge_logits(edge_feats)
-        logits = LOGIT_BOUND * torch.tanh(logits / LOGIT_BOUND)
+        logits = self.logit_bound * torch.tanh(logits / self.logit_bound)
         scores = torch.exp(logits) * self._envelope(cutoff, edge_feats)  # [n_edges, H]
         normaliser = 1.0 + _scatter_rows(scores, receiver, n_atoms)  # [n_atoms, H]
         weights = scores / normaliser[receiver]  # [n_edges, H]
@@ -175,14 +183,17 @@ class CartesianInteraction(_ScalarEdgeBlock):
         edge_attrs: torch.Tensor,
         edge_feats: torch.Tensor,
         edge_index: torch.Tensor,
-        cutoff: torch.Tensor | None = None,
-        **_: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cutoff: Optional[torch.Tensor] = None,
+        lammps_natoms: Tuple[int, int] = (0, 0),
+        lammps_class: Optional[Any] = None,
+        first_layer: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(message [n_atoms, C], skip [n_atoms, C])`` from node features [n_atoms, D]."""
         hidden = self.node_in(node_feats[:, self.columns])  # [n_atoms, C]
         sender, receiver = edge_index[0], edge_index[1]
         direction = edge_attrs[:, 1:4]  # l = 1 harmonics: the unit vector, e3nn order and scale
-        direction = direction / direction.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        length = torch.linalg.vector_norm(direction, dim=-1, keepdim=True)
+        direction = direction / length.clamp(min=1e-12)
         unit = direction @ self.to_e3nn.to(direction.dtype)  # [n_edges, 3] Cartesian (x, y, z)
         inputs = torch.cat([hidden[receiver], hidden[sender], edge_feats, unit], dim=-1)
         messages = self.message_mlp(inputs) * self._envelope(cutoff, edge_feats)
@@ -203,7 +214,7 @@ class ScalarUpdate(torch.nn.Module):
         self.mlp = _mlp([2 * channels + num_elements, hidden, channels])
 
     def forward(
-        self, node_feats: torch.Tensor, sc: torch.Tensor | None, node_attrs: torch.Tensor
+        self, node_feats: torch.Tensor, sc: Optional[torch.Tensor], node_attrs: torch.Tensor
     ) -> torch.Tensor:
         """New features from message ``node_feats`` and skip ``sc``, [n_atoms, C]."""
         assert sc is not None  # the scalar interactions always return their projected input
@@ -218,6 +229,6 @@ class ScalarLinearReadout(torch.nn.Module):
         super().__init__()
         self.linear = torch.nn.Linear(channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, heads: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Energies [n_atoms, 1] (one head) from features [n_atoms, C]."""
         return self.linear(x)

@@ -30,6 +30,14 @@ STUDENT_OPTIONS = {
         "max_L": 0,
         "edge_head_width": 8,
     },
+    "hybrid": {
+        "layers": ["mace", "attention"],
+        "attention_heads": 2,
+        "max_L": 0,
+        "max_neighbors": 3,
+        "smooth_cap": True,
+    },
+    "cartesian_layer": {"layers": ["mace", "cartesian"], "max_L": 0},
     "cartesian": {
         "direct_forces": True,
         "force_head_kind": "cartesian",
@@ -49,8 +57,9 @@ def metatomic_ase():
 def students() -> dict[str, Student]:
     """``capped`` (hard cap 3 + confidence), ``smooth`` (smooth cap), ``direct`` (force and
     stress heads + confidence), ``edge`` (pair-force head with virial stress, smooth cap 3),
-    ``cartesian`` (non-equivariant pair-force head, no stress): random 4-channel students for
-    H, C, O, Si (r_max 4 Å)."""
+    ``hybrid`` (mace then smoothed-attention layer, smooth cap 3), ``cartesian_layer`` (mace then
+    a non-equivariant layer), ``cartesian`` (non-equivariant pair-force head, no stress): random
+    4-channel students for H, C, O, Si (r_max 4 Å)."""
     built = {}
     for seed, (name, options) in enumerate(STUDENT_OPTIONS.items()):
         torch.manual_seed(seed)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from macelerate.calculator import Calculator
-from macelerate.export import ExportError, export_metatomic
+from macelerate.export import ExportError, export_metatomic, export_model
 from tests.export import ase_results
 
 FORCE_TOLERANCE_FLOAT64 = 1e-6  # eV/Å
@@ -122,6 +122,25 @@ def test_edge_heads_as_non_conservative_outputs(tmp_path, metatomic_ase, student
     assert np.abs(got["forces"]).max() > 1e-6  # pair forces, not an empty output
     if name == "edge":
         assert np.abs(got["stress"] - want["stress"]).max() <= 1e-8
+
+
+@pytest.mark.parametrize("name", ["hybrid", "cartesian_layer"])
+def test_hybrid_students_run_their_layers_inside_the_export(
+    tmp_path, metatomic_ase, students, name, silicon, ethanol
+):
+    student = students[name]
+    out = tmp_path / f"{name}.pt"
+    report = export_metatomic(student, out)
+    kinds = "/".join(student.config.layer_kinds)
+    assert any(f"layers {kinds} compiled" in change for change in report.changes)
+    calculator = metatomic_ase.MetatomicCalculator(out, device="cpu")
+    for atoms in (silicon, ethanol):
+        got = ase_results(calculator, atoms)
+        want = ase_results(Calculator(student, dtype="float64"), atoms)
+        assert abs(got["energy"] - want["energy"]) <= 1e-8
+        assert np.abs(got["forces"] - want["forces"]).max() <= FORCE_TOLERANCE_FLOAT64
+    with pytest.raises(ExportError, match="plain mace-torch"):  # a mace file cannot hold them
+        export_model(student, tmp_path / f"{name}.model", format="mace")
 
 
 def test_hard_capped_students_are_refused(tmp_path, metatomic_ase, students):

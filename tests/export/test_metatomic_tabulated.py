@@ -72,6 +72,8 @@ def test_direct_head_students_export_tabulated(tmp_path, metatomic_ase, students
 def test_refused_where_the_tables_cannot_go(tmp_path, metatomic_ase, students, tiny_model_file):
     with pytest.raises(ExportError, match="smooth neighbour cap"):
         export_metatomic(students["smooth"], tmp_path / "smooth.pt", radial="tabulated")
+    with pytest.raises(ExportError, match="cannot tabulate"):  # a layer without a radial MLP
+        export_metatomic(students["cartesian_layer"], tmp_path / "c.pt", radial="tabulated")
     with pytest.raises(ExportError, match="radial must be one of"):
         export_metatomic(students["direct"], tmp_path / "x.pt", radial="chebyshev")
     assert list(tmp_path.iterdir()) == []
