@@ -100,20 +100,27 @@ def scriptable_tabulated(tabulated_model: Any) -> Any:
     """``tabulated_model`` (a mace backbone the tabulated lever built, owned) with its tables and
     length embedding in the scriptable forms above, in place; returned for chaining.
 
+    A smooth neighbour cap around the length embedding stays: it hands the tables' lengths
+    through and its weights reach the interactions as ``cutoff``, which multiplies the tables'
+    output.
+
     Raises:
-        ValueError: the radial embedding is not the lever's (a smooth cap wraps it, or the
-            model was not tabulated).
+        ValueError: the model was not tabulated (no length embedding).
     """
-    embedding = tabulated_model.radial_embedding
+    parent, name = tabulated_model, "radial_embedding"
+    embedding = getattr(parent, name)
+    while not isinstance(embedding, LengthRadialEmbedding) and isinstance(
+        getattr(embedding, "inner", None), torch.nn.Module
+    ):
+        parent, name, embedding = embedding, "inner", embedding.inner
     if not isinstance(embedding, LengthRadialEmbedding):
         raise ValueError(
-            f"radial embedding {type(embedding).__name__} is not the tabulated lever's "
-            "(a smooth neighbour cap around it is not supported in a tabulated export)"
+            f"radial embedding {type(embedding).__name__} is not the tabulated lever's"
         )
     inner = embedding.inner
     for block in tabulated_model.interactions:
         block.conv_tp_weights = ScriptableRadialTable(
             block.conv_tp_weights, ScriptableEdgeFeatures(inner)
         )
-    tabulated_model.radial_embedding = ScriptableLengthEmbedding(inner)
+    setattr(parent, name, ScriptableLengthEmbedding(inner))
     return tabulated_model

@@ -272,8 +272,8 @@ def export_metatomic(
         radial: ``"exact"``, or ``"tabulated"``: the radial MLPs as the tabulated lever's cubic
             tables (the knots ``macelerate.load(..., radial="tabulated")`` picks), checked
             against macelerate's tabulated potential; the tables' own force error against the
-            exact model on the probe structures is given in the report's changes. Not with a
-            smooth neighbour cap.
+            exact model on the probe structures is given in the report's changes. A smooth
+            neighbour cap multiplies the tables' output, as in macelerate's runtime.
 
     Returns:
         The report; its agreement is metatomic-ase's ``MetatomicCalculator`` on the written file
@@ -313,7 +313,7 @@ def _tabulated(
     against, the report line) for ``radial="tabulated"``.
 
     Raises:
-        ExportError: a model the lever cannot tabulate, or a smooth neighbour cap.
+        ExportError: a model the lever cannot tabulate (a layer without a radial MLP).
     """
     from macelerate.export._metatomic_radial import scriptable_tabulated
     from macelerate.models.loading import load
@@ -324,11 +324,6 @@ def _tabulated(
         tabulated_model,
     )
 
-    if isinstance(getattr(mace, "radial_embedding", None), SmoothCapRadialEmbedding):
-        raise ExportError(
-            "a tabulated metatomic export does not take a smooth neighbour cap yet: export "
-            "this student with radial='exact' (--radial exact)"
-        )
     exact = load(reference, dtype=dtype, head=head, min_distance=None)
     try:
         tabulated, report = tabulate_radial(exact)
