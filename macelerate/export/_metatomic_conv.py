@@ -4,30 +4,38 @@ convolution and the sparse-polynomial symmetric contraction.
 :class:`~macelerate.runtime.fused_conv.FusedEdgeTensorProduct` sums each receiver's messages
 before the Clebsch-Gordan contraction, in a padded [receiver, neighbour slot] layout, with no
 [n_edges, channels x (2l+1)] tensor; its layout is built and cached by Python code.
-:class:`ScriptableFusedConv` computes the same sums from the same probed coefficients, building
-the slot layout from ``edge_index`` with tensor operations in every call (an engine hands a new
-neighbour list each step). mace-torch's interaction blocks call it through their
-``conv_fusion`` branch: ``conv_tp(node_feats, edge_attrs, tp_weights, edge_index)`` returns the
-summed message. Results equal e3nn's to floating-point rounding; paths whose output the block's
-``linear`` reads with zero weights are not computed (their block is zero, as e3nn's would be
-after the linear).
+:class:`ScriptableFusedConv` computes the same sums from the same probed coefficients. The
+exported module (:mod:`~macelerate.export._metatomic_module`) hands most graphs over already in
+the slot layout, padded with far self-edges (:func:`takes_slot_layout` says which models may be
+padded), so the convolution gathers nothing: edge attributes and weights are views. Other graphs
+are laid out here, with tensor operations, in every call (an engine hands a new neighbour list
+each step). mace-torch's interaction blocks call it through their ``conv_fusion`` branch:
+``conv_tp(node_feats, edge_attrs, tp_weights, edge_index)`` returns the summed message. Results
+equal e3nn's to floating-point rounding; paths whose output the block's ``linear`` reads with
+zero weights are not computed (their block is zero, as e3nn's would be after the linear), and
+the radial MLP computes only the live paths' columns, as in the runtime.
 
 :class:`ScriptableSymmetricContraction` evaluates mace's product basis as the runtime's sparse
-polynomial (:mod:`macelerate.runtime.symmetric_contraction`): only the monomials the couplings
-use, with per-element tables computed once from the frozen weights; autograd gives the forces.
+polynomial in its gradient form (:mod:`macelerate.runtime.symmetric_contraction`): per element,
+the Jacobian from derivative tables computed once from the frozen weights, the value from it by
+Euler's theorem, and the Jacobian as the gradient (first derivatives only: see
+:class:`_FrozenPolynomial`).
 
 No ``from __future__ import annotations``: TorchScript reads these annotations.
 """
 
 # ruff: noqa: UP006, UP035
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, cast
 
 import torch
 
-from macelerate.runtime.dead_blocks import interaction_liveness
+from macelerate.mace.contract import INTERACTION_CLASSES, RADIAL_EMBEDDING_CLASS
+from macelerate.runtime.accelerate import slice_radial_mlp
+from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
 from macelerate.runtime.fused_conv import FusedEdgeTensorProduct, supports_fusion
 from macelerate.runtime.symmetric_contraction import (
+    FastContraction,
     FastSymmetricContraction,
     supports_fast_contraction,
 )
@@ -64,9 +72,11 @@ class ScriptableFusedConv(torch.nn.Module):
         self.scales: List[float] = [0.0 if s is None else float(s) for s in fused.diagonal_scale]
         self.in1_sizes: List[int] = [m.dim for m in fused.irreps_in1]
         self.in2_sizes: List[int] = [m.dim for m in fused.irreps_in2]
-        self.weight_sizes: List[int] = [path[0] for path in fused.paths]
+        # columns of tp_weights per path: none for dead paths when the radial MLP was sliced to
+        # the live paths' columns (compact weights)
+        self.weight_sizes: List[int] = list(fused.weight_widths())
         self.out_dims: List[int] = [m.dim for m in fused.irreps_out]
-        self.weight_numel = int(sum(path[0] for path in fused.paths))
+        self.weight_numel = int(sum(self.weight_sizes))
 
     def forward(
         self,
@@ -81,19 +91,22 @@ class ScriptableFusedConv(torch.nn.Module):
             connected = edge_attrs.sum() + tp_weights.sum()
             return node_feats.new_zeros((n_nodes, sum(self.out_dims))) + 0.0 * connected
         senders, receivers = edge_index[0], edge_index[1]
-        counts = torch.bincount(receivers, minlength=n_nodes)
-        k = int(counts.max())
-        order = torch.argsort(receivers, stable=True)
-        ordered = receivers.index_select(0, order)
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(n_edges, device=receivers.device) - starts.index_select(0, ordered)
-        edge_of_slot = torch.full((n_nodes * k,), n_edges, dtype=torch.long, device=order.device)
-        edge_of_slot = edge_of_slot.index_put((ordered * k + slot,), order)  # padding: n_edges
-        padded_senders = torch.cat([senders, senders.new_zeros(1)]).index_select(0, edge_of_slot)
-        y = torch.cat([edge_attrs, edge_attrs.new_zeros((1, edge_attrs.shape[1]))])
-        y = y.index_select(0, edge_of_slot).view(n_nodes, k, -1)  # zero at padding slots
-        w = torch.cat([tp_weights, tp_weights.new_zeros((1, tp_weights.shape[1]))])
-        w = w.index_select(0, edge_of_slot).view(n_nodes, k, -1)
+        k = slot_width(receivers, n_nodes)
+        if k > 0:  # the graph is already in the slot layout (padded by the exported module)
+            padded_senders = senders
+            y = edge_attrs.view(n_nodes, k, -1)
+            w = tp_weights.view(n_nodes, k, -1)
+        else:
+            counts = torch.bincount(receivers, minlength=n_nodes)
+            k = int(counts.max())
+            edge_of_slot = slot_edges(receivers, counts, k)  # padding: n_edges
+            padded_senders = torch.cat([senders, senders.new_zeros(1)]).index_select(
+                0, edge_of_slot
+            )
+            y = torch.cat([edge_attrs, edge_attrs.new_zeros((1, edge_attrs.shape[1]))])
+            y = y.index_select(0, edge_of_slot).view(n_nodes, k, -1)  # zero at padding slots
+            w = torch.cat([tp_weights, tp_weights.new_zeros((1, tp_weights.shape[1]))])
+            w = w.index_select(0, edge_of_slot).view(n_nodes, k, -1)
         # split, not narrow: a split's gradient is one concatenation, a narrow's a zero tensor
         # of the whole input per block
         x_blocks = node_feats.split(self.in1_sizes, dim=1)
@@ -105,7 +118,7 @@ class ScriptableFusedConv(torch.nn.Module):
             mul, d1, d2, i_in1, i_in2, _, i_out, live, diagonal = self.paths[index]
             if live == 1:  # dead paths are not computed
                 y_path = y_blocks[i_in2]  # [n, K, d2]
-                w_path = w_blocks[index]  # [n, K, u]
+                w_path = w_blocks[index]  # [n, K, u] (empty for dead paths: never read)
                 x = x_blocks[i_in1]  # [n, u * d1]
                 if d1 == 1:
                     x_slots = x.index_select(0, padded_senders).view(n_nodes, k, mul)
@@ -131,6 +144,34 @@ class ScriptableFusedConv(torch.nn.Module):
         return torch.cat(out, dim=1)
 
 
+def slot_width(receivers: torch.Tensor, n_nodes: int) -> int:
+    """K if ``receivers`` [E] is already the slot layout (``E = n_nodes * K``, receiver ``i``
+    at positions ``i * K ... i * K + K - 1``), else 0. Checked on every call, so a graph that is
+    not in that layout only costs the check."""
+    n_edges = receivers.shape[0]
+    if n_nodes == 0 or n_edges == 0 or n_edges % n_nodes != 0:
+        return 0
+    k = n_edges // n_nodes
+    expected = torch.arange(n_nodes, dtype=receivers.dtype, device=receivers.device)
+    if torch.equal(receivers.view(n_nodes, k), expected.unsqueeze(1).expand(n_nodes, k)):
+        return k
+    return 0
+
+
+def slot_edges(receivers: torch.Tensor, counts: torch.Tensor, k: int) -> torch.Tensor:
+    """[n_nodes * k] edge index of every (receiver, slot); ``E`` (one past the last edge) at
+    padding slots. ``counts`` [n_nodes]: edges per receiver; ``k``: at least their maximum."""
+    n_edges = receivers.shape[0]
+    order = torch.argsort(receivers, stable=True)
+    ordered = receivers.index_select(0, order)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(n_edges, device=receivers.device) - starts.index_select(0, ordered)
+    edge_of_slot = torch.full(
+        (counts.shape[0] * k,), n_edges, dtype=torch.long, device=receivers.device
+    )
+    return edge_of_slot.index_put((ordered * k + slot,), order)
+
+
 def fuse_for_export(mace: Any) -> int:
     """Give ``mace`` (owned, unfused, frozen) macelerate's exact kernels in scriptable form, in
     place: the fused convolution in every interaction that supports it (dead paths skipped),
@@ -146,7 +187,15 @@ def fuse_for_export(mace: Any) -> int:
             live = None if liveness is None else liveness.live_paths
             if live is not None and not any(live):
                 live = None  # nothing live: compute every path (all zero after the linear)
-            block.conv_tp = ScriptableFusedConv(FusedEdgeTensorProduct(conv, live_paths=live))
+            compact = False
+            if live is not None and not all(live):  # the radial MLP computes live columns only
+                sliced = slice_radial_mlp(block.conv_tp_weights, live_weight_columns(conv, live))
+                if sliced is not None:
+                    block.conv_tp_weights = sliced
+                    compact = True
+            block.conv_tp = ScriptableFusedConv(
+                FusedEdgeTensorProduct(conv, live_paths=live, compact_weights=compact)
+            )
             block.conv_fusion = True
             changed += 1
         contraction = getattr(products[index], "symmetric_contractions", None) if (
@@ -160,69 +209,126 @@ def fuse_for_export(mace: Any) -> int:
     return changed
 
 
-class _Monomials(torch.nn.Module):
-    """One output irrep's frozen polynomial: per-element tables and monomial index lists."""
+class _FrozenPolynomial(torch.nn.Module):
+    """One output irrep's frozen polynomial in the runtime's gradient form
+    (:meth:`~macelerate.runtime.symmetric_contraction.FastContraction.evaluate_frozen`): per
+    element, the Jacobian dB/dx from the derivative tables, and B from it by Euler's theorem.
 
-    tables: torch.Tensor  # [n_elements, channels, m, n_monomials]
+    TorchScript has no custom autograd functions, so the Jacobian is computed without a graph
+    and the output is ``B + sum_k J_k (x_k - stop_gradient(x_k))``: B's value, and J as its
+    gradient (one product in the backward pass, as in the runtime). First derivatives (forces,
+    stress) are exact; the export has no second derivatives (metatomic engines ask for none).
+    """
 
-    def __init__(self, contraction: Any, n_elements: int):
+    def __init__(self, contraction: FastContraction, n_elements: int):
         super().__init__()
         with torch.no_grad():
-            tables = contraction.tables(torch.arange(n_elements))
-        self.register_buffer("tables", tables.detach().clone())
-        self.orders = torch.nn.ModuleList(
+            tables = contraction.derivative_tables(torch.arange(n_elements))
+        # per order q of the lower monomials: [n_elements, c, m * k, n_q]
+        self.tables = torch.nn.ModuleList([_Coefficients(table) for table in tables])
+        self.lower = torch.nn.ModuleList(
             [
-                _Coefficients(getattr(contraction, f"monomials_{nu}"))
-                for nu in range(1, contraction.correlation + 1)
+                _Coefficients(getattr(contraction, f"lower_monomials_{q}"))
+                for q in range(2, contraction.lower_orders)
             ]
         )
         self.dim_out = int(contraction.dim_out)
 
-    def forward(self, x: torch.Tensor, elements: torch.Tensor) -> torch.Tensor:
-        """``x`` [b, c, i_live], ``elements`` [b] -> [b, c * m], channel-major."""
-        terms: List[torch.Tensor] = []
-        for order in self.orders:
-            index = order()  # [n_monomials of this order, nu]
-            term = x.index_select(2, index[:, 0])
+    def forward(self, x: torch.Tensor, element: int) -> torch.Tensor:
+        """``x`` [c, k, b] (the nodes of ``element``, nodes last) -> [c, m, b]."""
+        c, k, b = x.shape[0], x.shape[1], x.shape[2]
+        values = x.detach()
+        terms: List[torch.Tensor] = [values]
+        for lower in self.lower:
+            index = lower()  # [n_q, q]
+            term = values.index_select(1, index[:, 0])
             for position in range(1, index.shape[1]):
-                term = term * x.index_select(2, index[:, position])
+                term = term * values.index_select(1, index[:, position])
             terms.append(term)
-        monomials = torch.cat(terms, dim=2)  # [b, c, n_monomials]
-        n_nodes, channels = x.shape[0], x.shape[1]
-        out = x.new_zeros((n_nodes, channels, self.dim_out))
-        for element in range(self.tables.shape[0]):
-            nodes = (elements == element).nonzero().squeeze(1)
-            if nodes.numel() > 0:
-                table = self.tables[element].to(x.dtype)  # [c, m, n_monomials]
-                values = torch.einsum("bcn,cmn->bcm", [monomials.index_select(0, nodes), table])
-                out = out.index_copy(0, nodes, values)
-        return out.reshape(n_nodes, channels * self.dim_out)
+        jacobian = values.new_zeros((0,))
+        scaled = values.new_zeros((0,))
+        for q, table in enumerate(self.tables):
+            block = table()[element].to(values.dtype)  # [c, m * k, n_q]
+            if q == 0:
+                jacobian = block.expand(c, block.shape[1], b)
+                scaled = jacobian
+            else:
+                part = torch.bmm(block, terms[q - 1])
+                jacobian = jacobian + part
+                scaled = torch.add(scaled, part, alpha=1.0 / (q + 1))
+        jacobian = jacobian.view(c, self.dim_out, k, b)
+        value = (scaled.view(c, self.dim_out, k, b) * values.unsqueeze(1)).sum(2)
+        return value + (jacobian * (x - values).unsqueeze(1)).sum(2)
 
 
 class ScriptableSymmetricContraction(torch.nn.Module):
-    """mace-torch's ``SymmetricContraction`` with frozen weights as a sparse polynomial:
-    ``(x [b, c, i], node_attrs [b, n_elements] one-hot) -> [b, sum_L c * (2L + 1)]``, only the
-    monomials the couplings use, per-element tables computed once (equal to mace-torch's
-    result to floating-point rounding, as macelerate's runtime)."""
+    """mace-torch's ``SymmetricContraction`` with frozen weights in the runtime's gradient form:
+    ``(x [b, c, i], node_attrs [b, n_elements] one-hot) -> [b, sum_L c * (2L + 1)]``, nodes
+    grouped by element, per-element tables computed once (equal to mace-torch's result to
+    floating-point rounding, as macelerate's runtime; see :class:`_FrozenPolynomial`)."""
 
     live: torch.Tensor
 
     def __init__(self, source: Any, live_components: Any = None):
         super().__init__()
         fast = FastSymmetricContraction(source, live_components=live_components)
-        n_elements = int(source.contractions[0].weights_max.shape[0])
+        self.n_elements = int(source.contractions[0].weights_max.shape[0])
         self.register_buffer("live", fast.live.clone())
         first: Any = fast.contractions[0]
         self.n_components = int(first.n_components)
+        sources = cast(List[FastContraction], list(fast.contractions))
         self.contractions = torch.nn.ModuleList(
-            [_Monomials(contraction, n_elements) for contraction in fast.contractions]
+            [_FrozenPolynomial(contraction, self.n_elements) for contraction in sources]
         )
 
     def forward(self, x: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+        n_nodes = x.shape[0]
         if self.live.shape[0] != self.n_components:
             x = x.index_select(2, self.live)
         elements = node_attrs.argmax(dim=1)
+        order = torch.argsort(elements, stable=True)
+        counts: List[int] = torch.bincount(elements, minlength=self.n_elements).tolist()
+        grouped = x.index_select(0, order).permute(1, 2, 0)  # [c, i, n], nodes by element
+        # split, not narrow: the backward pass is one concatenation
+        chunks = [chunk.contiguous() for chunk in grouped.split(counts, dim=2)]
         pieces: List[torch.Tensor] = []
         for contraction in self.contractions:
-            pieces.append(contraction(x, elements))
-        return torch.cat(pieces, dim=1)
+            outs: List[torch.Tensor] = []
+            for element, chunk in enumerate(chunks):
+                if counts[element] > 0:
+                    outs.append(contraction(chunk, element))
+            out = torch.cat(outs, dim=2)  # [c, m, n]
+            pieces.append(out.permute(2, 0, 1).reshape(n_nodes, -1))
+        result = torch.cat(pieces, dim=1)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n_nodes, device=x.device)
+        return result.index_select(0, inverse)
+
+
+def takes_slot_layout(mace: Any) -> bool:
+    """True if ``mace`` (after :func:`fuse_for_export`) may be handed its edges already in the
+    slot layout, padded with edges beyond the cutoff: every interaction is one of
+    mace-torch's standard blocks (tensor-product weights times the envelope, zero beyond the
+    cutoff with their derivative) with the scriptable fused convolution, the radial embedding
+    is mace's own (not a smooth cap, whose neighbour count would see the padding), and nothing
+    else reads the edges (no pair repulsion)."""
+    interactions = list(getattr(mace, "interactions", []))
+    standard = all(
+        type(block).__name__ in INTERACTION_CLASSES
+        and isinstance(getattr(block, "conv_tp", None), ScriptableFusedConv)
+        for block in interactions
+    )
+    embedding: Any = getattr(mace, "radial_embedding", None)
+    if type(embedding).__name__ == "SmoothCapRadialEmbedding":
+        embedding = embedding.inner  # its search ignores edges beyond its ceiling + δ
+    # mace's own embedding, or the tabulated export's (its tables end in the envelope's zero)
+    envelope_only = type(embedding).__name__ in (
+        RADIAL_EMBEDDING_CLASS,
+        "ScriptableLengthEmbedding",
+    )
+    return (
+        bool(interactions)
+        and standard
+        and envelope_only
+        and not getattr(mace, "pair_repulsion", False)
+    )

@@ -15,11 +15,17 @@ the engine's strain derivative (stress) flows through them.
 # (a TorchScript class) does not support `Labels | None`: keep the typing forms in this file.
 # ruff: noqa: UP006, UP035, UP045
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
+
+from macelerate.export._metatomic_conv import slot_edges
+from macelerate.graph.smooth_cap_torch import soft_count_thresholds
+
+MAX_PADDING = 1.25
+"""Slots per edge above which the graph is handed over unpadded (as macelerate's runtime)."""
 
 
 class MaceMetatomicModule(torch.nn.Module):
@@ -46,6 +52,14 @@ class MaceMetatomicModule(torch.nn.Module):
         confidence: a student's confidence head
             (:class:`~macelerate.export._metatomic_heads.ScriptableConfidenceHead`) for the
             per-atom output ``macelerate::force_confidence`` (expected force error, eV/Å), or None.
+        cap: a smooth cap's ``(max_neighbors, width, ceiling, keep_within)`` (k, δ, r_c + δ in
+            Å, and the length below which every edge is kept, e.g. a ZBL range), or None: the
+            edges the cap gives weight exactly 0 are dropped before ``mace`` runs
+            (:meth:`_capped_edges`), as macelerate's runtime drops them.
+        slot_layout: hand ``mace`` its edges in the fused convolution's [receiver, slot] layout
+            (:func:`_slot_layout`), so that its convolutions gather nothing; only for models
+            whose every per-edge term vanishes beyond the cutoff with its derivative (mace's
+            envelope; not a smooth cap, whose count would see the padding, nor edge heads).
     """
 
     element_index: torch.Tensor  # [max Z + 1] int64: one-hot column of each Z (-1: not modelled)
@@ -61,6 +75,8 @@ class MaceMetatomicModule(torch.nn.Module):
         edge_heads: Optional[torch.nn.Module] = None,
         edge_stress: bool = False,
         confidence: Optional[torch.nn.Module] = None,
+        cap: Optional[Tuple[int, float, float, float]] = None,
+        slot_layout: bool = False,
     ):
         super().__init__()
         self.mace = mace
@@ -75,6 +91,13 @@ class MaceMetatomicModule(torch.nn.Module):
         self.edge_heads = edge_heads
         self.edge_stress = edge_stress
         self.confidence = confidence
+        self.capped = cap is not None
+        self.cap_neighbors, self.cap_width, self.cap_ceiling, self.cap_keep_within = (
+            (0, 0.0, 0.0, 0.0) if cap is None else cap
+        )
+        self.slot_layout = slot_layout
+        self.padding_length = 2.0 * cutoff + 10.0  # Å: beyond every cutoff of the model
+        self.max_padding = MAX_PADDING  # an attribute: TorchScript reads no module globals
 
     def requested_neighbor_lists(self) -> List[NeighborListOptions]:
         return [self.neighbors]
@@ -106,19 +129,87 @@ class MaceMetatomicModule(torch.nn.Module):
         atomic_numbers = torch.cat(numbers)
         dtype = positions[0].dtype
         one_hot = torch.nn.functional.one_hot(self.element_index[atomic_numbers], self.n_elements)
+        edge_index = torch.cat(edges, dim=1)
+        all_unit_shifts = torch.cat(unit_shifts)
+        all_shifts = torch.cat(shifts)
+        all_positions = torch.cat(positions)
+        if self.capped:
+            edge_index, all_unit_shifts, all_shifts = self._capped_edges(
+                all_positions, edge_index, all_unit_shifts, all_shifts
+            )
+        if self.slot_layout:
+            edge_index, all_unit_shifts, all_shifts = self._slot_layout(
+                edge_index, all_unit_shifts, all_shifts, ptr[-1]
+            )
         return {
-            "positions": torch.cat(positions),  # [n_atoms, 3] Å (a new tensor: inputs unchanged)
+            "positions": all_positions,  # [n_atoms, 3] Å (a new tensor: inputs unchanged)
             "node_attrs": one_hot.to(dtype),  # [n_atoms, n_elements]
             "atomic_numbers": atomic_numbers,  # [n_atoms]
-            "edge_index": torch.cat(edges, dim=1),  # [2, n_edges] sender, receiver
-            "unit_shifts": torch.cat(unit_shifts),  # [n_edges, 3]
-            "shifts": torch.cat(shifts),  # [n_edges, 3] Å
+            "edge_index": edge_index,  # [2, n_edges] sender, receiver
+            "unit_shifts": all_unit_shifts,  # [n_edges, 3]
+            "shifts": all_shifts,  # [n_edges, 3] Å
             "cell": torch.cat(cells),  # [3 * n_systems, 3] Å
             "pbc": torch.cat(pbcs),  # [n_systems, 3]
             "batch": torch.cat(batch),  # [n_atoms]
             "ptr": torch.tensor(ptr, dtype=torch.long, device=device),  # [n_systems + 1]
             "head": torch.full((len(systems),), self.head, dtype=torch.long, device=device),
         }
+
+    def _capped_edges(
+        self,
+        positions: torch.Tensor,
+        edge_index: torch.Tensor,
+        unit_shifts: torch.Tensor,
+        shifts: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The edges whose smooth-cap weight can be non-zero: shorter than their receiver's
+        threshold + δ (or than ``cap_keep_within``). The others have weight and weight
+        derivative exactly 0 and do not move any threshold, so dropping them changes no
+        result; the model's cap then searches the same thresholds on the kept edges."""
+        n_edges = edge_index.shape[1]
+        if n_edges == 0:
+            return edge_index, unit_shifts, shifts
+        senders, receivers = edge_index[0], edge_index[1]
+        vectors = positions.detach()[receivers] - positions.detach()[senders] + shifts.detach()
+        lengths = torch.linalg.vector_norm(vectors, dim=1).to(torch.float64)
+        thresholds = soft_count_thresholds(
+            lengths, receivers, positions.shape[0], self.cap_neighbors, self.cap_width,
+            self.cap_ceiling,
+        )  # fmt: skip
+        limit = thresholds[receivers] + self.cap_width * (1.0 + 1e-6)
+        keep = ((lengths < limit) | (lengths < self.cap_keep_within)).nonzero().squeeze(1)
+        return edge_index[:, keep], unit_shifts[keep], shifts[keep]
+
+    def _slot_layout(
+        self, edge_index: torch.Tensor, unit_shifts: torch.Tensor, shifts: torch.Tensor, n: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The edges in the fused convolution's layout: receiver ``i``'s edges at positions
+        ``i * K ... i * K + K - 1`` (K: the largest neighbour count), padded with self-edges
+        (sender = receiver) whose shift puts them ``padding_length`` Å away, beyond the cutoff,
+        where mace's envelope makes their weights and every derivative zero. The padding does
+        not depend on the cell, so stress is unchanged. Graphs whose padding would exceed
+        :data:`MAX_PADDING` slots per edge are returned as they are."""
+        n_edges = edge_index.shape[1]
+        if n_edges == 0 or n == 0:
+            return edge_index, unit_shifts, shifts
+        receivers = edge_index[1]
+        counts = torch.bincount(receivers, minlength=n)
+        k = int(counts.max())
+        if n * k > self.max_padding * n_edges:
+            return edge_index, unit_shifts, shifts
+        edge_of_slot = slot_edges(receivers, counts, k)  # n_edges at padding slots
+        atoms = torch.arange(n, device=receivers.device).repeat_interleave(k)
+        senders = torch.cat([edge_index[0], atoms[:1]]).index_select(0, edge_of_slot)
+        senders = torch.where(edge_of_slot == n_edges, atoms, senders)
+        padding = torch.zeros((1, 3), dtype=shifts.dtype, device=shifts.device)
+        far = padding + torch.tensor(
+            [self.padding_length, 0.0, 0.0], dtype=shifts.dtype, device=shifts.device
+        )
+        return (
+            torch.stack([senders, atoms]),
+            torch.cat([unit_shifts, padding]).index_select(0, edge_of_slot),
+            torch.cat([shifts, far]).index_select(0, edge_of_slot),
+        )
 
     def forward(
         self,

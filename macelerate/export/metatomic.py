@@ -89,6 +89,7 @@ class _Parts:
     stress_head: Any = None
     confidence: Any = None
     changes: tuple[str, ...] = ()
+    edge_selection: dict[str, Any] | None = None  # a smooth-capped student's (see Student)
 
 
 CONFIDENCE_OUTPUT = "macelerate::force_confidence"
@@ -120,7 +121,10 @@ def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
             source, allow_uncapped=allow_uncapped, keep_smooth_cap=True
         )
         changes = tuple(c for c in changes if not c.startswith("confidence head left out"))
-        return _Parts(mace, confidence=confidence, changes=(*changes, *notes))
+        return _Parts(
+            mace, confidence=confidence, changes=(*changes, *notes),
+            edge_selection=source.edge_selection(),
+        )  # fmt: skip
     config = source.config
     hard_cap = config.max_neighbors is not None and not config.smooth_cap
     if hard_cap and not allow_uncapped:
@@ -137,7 +141,10 @@ def _parts(source: torch.nn.Module, *, allow_uncapped: bool) -> _Parts:
         notes.append(smooth_cap_change(config))
     elif hard_cap:
         notes.append(f"neighbour cap of {config.max_neighbors} dropped")
-    return _Parts(source.backbone, source.force_head, source.stress_head, confidence, tuple(notes))
+    return _Parts(
+        source.backbone, source.force_head, source.stress_head, confidence, tuple(notes),
+        source.edge_selection(),
+    )  # fmt: skip
 
 
 def neighbor_cutoff(mace: torch.nn.Module) -> float:
@@ -159,17 +166,23 @@ def build_atomistic_model(
     head: str | None = None,
     name: str = "macelerate export",
     changes: tuple[str, ...] = (),
+    edge_selection: dict[str, Any] | None = None,
 ) -> Any:
     """The metatomic ``AtomisticModel`` running copies of ``mace`` (and a student's heads).
+
+    ``edge_selection``: a smooth-capped student's (:meth:`~macelerate.models.student.Student.
+    edge_selection`); the exported module then drops the edges of weight 0 before the model
+    runs, as macelerate does.
 
     Raises:
         ExportError: an unknown ``head``.
     """
     from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
 
-    from macelerate.export._metatomic_conv import fuse_for_export
+    from macelerate.export._metatomic_conv import fuse_for_export, takes_slot_layout
     from macelerate.export._metatomic_heads import ScriptableConfidenceHead
     from macelerate.export._metatomic_module import MaceMetatomicModule
+    from macelerate.models.edge_heads import EdgeForceHead
 
     heads = list(getattr(mace, "heads", None) or ["default"])
     if head is not None and head not in heads:
@@ -181,6 +194,7 @@ def build_atomistic_model(
     n_layers = len(described.interactions)
     backbone = _cast_copy(mace, dtype)
     fuse_for_export(backbone)  # exact: macelerate's fused convolution, compiled
+    slot_layout = not isinstance(force_head, EdgeForceHead) and takes_slot_layout(backbone)
     module = MaceMetatomicModule(
         _compiled(backbone),
         atomic_numbers,
@@ -190,6 +204,12 @@ def build_atomistic_model(
         confidence=None if confidence is None else _compiled(
             ScriptableConfidenceHead(_cast_copy(confidence, dtype))
         ),
+        cap=None if edge_selection is None else (
+            int(edge_selection["max_neighbors"]), float(edge_selection["width"]),
+            float(edge_selection["cutoff"]) + float(edge_selection["width"]),
+            float(edge_selection["keep_within"]),
+        ),
+        slot_layout=slot_layout,
     ).eval()  # fmt: skip
     outputs = {"energy": ModelOutput(unit="eV", sample_kind="atom")}
     if force_head is not None:
@@ -297,7 +317,7 @@ def export_metatomic(
     atomistic = build_atomistic_model(
         parts.mace, dtype=torch_dtype, force_head=parts.force_head,
         stress_head=parts.stress_head, confidence=parts.confidence, head=head,
-        name=Path(out).stem, changes=parts.changes,
+        name=Path(out).stem, changes=parts.changes, edge_selection=parts.edge_selection,
     )  # fmt: skip
     agreement = _save_checked(atomistic, reference, Path(out), dtype=dtype, head=head)
     return ExportReport(Path(out), "metatomic", dtype, parts.changes, agreement, "metatomic-ase")

@@ -56,7 +56,9 @@ def soft_count_thresholds(
         r = receivers.to(torch.long)
         k = float(max_neighbors)
         counts = torch.bincount(r, minlength=n_nodes)  # [n_nodes]
-        capped = counts > max_neighbors  # with at most k edges, F <= k: t is the ceiling
+        # edges at ceiling + δ or beyond never count (padding a graph may add such edges)
+        near = torch.bincount(r[d < ceiling + width], minlength=n_nodes)
+        capped = near > max_neighbors  # with at most k edges, F <= k: t is the ceiling
         thresholds = torch.full([n_nodes], ceiling, dtype=torch.float64, device=d.device)
         if not bool(capped.any()):
             return thresholds

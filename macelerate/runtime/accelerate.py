@@ -78,7 +78,7 @@ class RuntimeReport:
     skipped_radial_columns: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _slice_radial_mlp(mlp: Any, columns: list[int]) -> torch.nn.Module | None:
+def slice_radial_mlp(mlp: Any, columns: list[int]) -> torch.nn.Module | None:
     """A copy of an e3nn ``FullyConnectedNet`` computing only output ``columns`` (else None)."""
     layers = [m for name, m in mlp.named_children() if name.startswith("layer")]
     if not layers or not hasattr(layers[-1], "weight") or not hasattr(layers[-1], "h_out"):
@@ -114,7 +114,7 @@ def _fuse_block(
     skipped_columns = 0
     if live_paths is not None and not all(live_paths):
         columns = live_weight_columns(tp, live_paths)
-        sliced = _slice_radial_mlp(block.conv_tp_weights, columns) if columns else None
+        sliced = slice_radial_mlp(block.conv_tp_weights, columns) if columns else None
         if sliced is not None:
             skipped_columns = tp.weight_numel - len(columns)
             block.conv_tp_weights = sliced

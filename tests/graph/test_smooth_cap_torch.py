@@ -64,6 +64,27 @@ def test_a_far_threshold_stops_at_the_ceiling_and_float32_lengths_work():
     assert scripted.item() == R_MAX + WIDTH
 
 
+@pytest.mark.parametrize("k", [3, 30])
+def test_edges_beyond_the_ceiling_change_no_threshold(k):
+    """Padding a graph with far edges (as a metatomic export does) leaves every root; an atom
+    with k or fewer near edges stays uncapped however many far edges it gets."""
+    generator = torch.Generator().manual_seed(k)
+    lengths = 0.8 + 3.5 * torch.rand(300, generator=generator, dtype=torch.float64)
+    receivers = torch.randint(0, 10, (300,), generator=generator)  # ~30 each; 10, 11: none
+    lengths, receivers = (
+        torch.cat([lengths, torch.tensor([1.0, 2.0])]),
+        torch.cat([receivers, torch.tensor([11, 11])]),
+    )  # atom 11: two near edges
+    plain = soft_count_thresholds(lengths, receivers, 12, k, WIDTH, R_MAX + WIDTH)
+    far = torch.full((40,), 2 * R_MAX + 10.0, dtype=torch.float64)
+    padded = soft_count_thresholds(
+        torch.cat([lengths, far]), torch.cat([receivers, torch.arange(40) % 12]), 12, k, WIDTH,
+        R_MAX + WIDTH,
+    )  # fmt: skip
+    torch.testing.assert_close(padded, plain, rtol=0, atol=0)
+    assert padded[11] == R_MAX + WIDTH
+
+
 def test_scripted_capped_model_equals_the_python_one():
     plain = tiny_mace([1, 6, 8], max_ell=1, r_max=R_MAX)
     with quiet_model_construction():
