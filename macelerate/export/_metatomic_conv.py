@@ -24,12 +24,13 @@ Euler's theorem, and the Jacobian as the gradient (first derivatives only: see
 No ``from __future__ import annotations``: TorchScript reads these annotations.
 """
 
-# ruff: noqa: UP006, UP035
+# ruff: noqa: UP006, UP035, UP045
 
-from typing import Any, Dict, List, cast
+from typing import Any, Dict, List, Optional, cast
 
 import torch
 
+from macelerate.export._metatomic_radial import ScriptableRadialTable
 from macelerate.mace.contract import INTERACTION_CLASSES, RADIAL_EMBEDDING_CLASS
 from macelerate.runtime.accelerate import slice_radial_mlp
 from macelerate.runtime.dead_blocks import interaction_liveness, live_weight_columns
@@ -189,7 +190,13 @@ def fuse_for_export(mace: Any) -> int:
                 live = None  # nothing live: compute every path (all zero after the linear)
             compact = False
             if live is not None and not all(live):  # the radial MLP computes live columns only
-                sliced = slice_radial_mlp(block.conv_tp_weights, live_weight_columns(conv, live))
+                columns = live_weight_columns(conv, live)
+                radial = block.conv_tp_weights
+                sliced: Optional[torch.nn.Module] = None
+                if isinstance(radial, ScriptableRadialTable):  # tabulated: narrow the tables
+                    sliced = radial.columns(columns)
+                else:
+                    sliced = slice_radial_mlp(radial, columns)
                 if sliced is not None:
                     block.conv_tp_weights = sliced
                     compact = True

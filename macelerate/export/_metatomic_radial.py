@@ -13,7 +13,8 @@ No ``from __future__ import annotations``: TorchScript reads these annotations.
 
 # ruff: noqa: UP006, UP035, UP045
 
-from typing import Any, Optional, Tuple
+import copy
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -54,6 +55,15 @@ class ScriptableRadialTable(torch.nn.Module):
         self.r_max = float(tabulated.r_max)
         self.spacing = float(tabulated.spacing)
         self.n_knots = int(tabulated.n_knots)
+
+    @torch.jit.unused
+    def columns(self, columns: List[int]) -> "ScriptableRadialTable":
+        """A copy computing only output ``columns`` (a sliced table and last layer)."""
+        narrowed = copy.deepcopy(self)
+        index = torch.tensor(columns, dtype=torch.long, device=self.table.device)
+        narrowed.table = self.table.index_select(1, index).contiguous()
+        narrowed.last_weight = self.last_weight.index_select(1, index).contiguous()
+        return narrowed
 
     def forward(self, lengths: torch.Tensor) -> torch.Tensor:
         r = lengths.squeeze(-1)

@@ -100,3 +100,28 @@ def test_a_float32_file_gets_float64_tables(tmp_path, metatomic_ase, tiny_model,
     single = copy.deepcopy(tiny_model).to(torch.float32)  # the fixture stays float64
     report = export_metatomic(single, tmp_path / "single.pt", radial="tabulated")
     assert report.agreement.max_abs_force_diff <= 1e-12
+
+
+def test_tables_of_dead_paths_are_left_out(tmp_path, metatomic_ase, silicon):
+    """A removed convolution path's table columns are not computed; the file still equals the
+    tabulated lever."""
+    from macelerate.compress.paths import conv_paths, remove_conv_paths
+    from macelerate.export._metatomic_conv import fuse_for_export
+    from macelerate.export._metatomic_radial import scriptable_tabulated
+    from macelerate.testing import tiny_mace
+
+    model = tiny_mace([1, 6, 8, 14], channels=8, max_L=1, max_ell=2, seed=5)
+    path = next(p for p in conv_paths(model) if p.layer == 1 and p.width > 8)
+    model = remove_conv_paths(model, [path])
+    backbone, _ = tabulated_model(copy.deepcopy(model), n_knots=64, r_min=0.5)
+    backbone = scriptable_tabulated(backbone)
+    widths = [block.conv_tp_weights.table.shape[1] for block in backbone.interactions]
+    fuse_for_export(backbone)
+    narrowed = [block.conv_tp_weights.table.shape[1] for block in backbone.interactions]
+    assert narrowed[1] < widths[1] and narrowed[0] == widths[0]
+    out = tmp_path / "dead.pt"
+    export_metatomic(model, out, radial="tabulated")
+    got = ase_results(metatomic_ase.MetatomicCalculator(out, device="cpu"), silicon)
+    want = ase_results(Calculator(load(model, dtype="float64", radial="tabulated")), silicon)
+    assert abs(got["energy"] - want["energy"]) <= 1e-8
+    assert np.abs(got["forces"] - want["forces"]).max() <= 1e-8
