@@ -310,6 +310,7 @@ def export_metatomic(
         raise ExportError(f"radial must be one of {list(RADIAL_MODES)}, not {radial!r}")
     source = read_source(model)
     parts = _parts(source, allow_uncapped=allow_uncapped)
+    parts = dataclasses.replace(parts, changes=(*parts.changes, FIRST_DERIVATIVES))
     reference: Any = parts.mace if parts.mace is source else _uncapped(source)
     if radial == "tabulated":
         mace, reference, note = _tabulated(parts.mace, reference, dtype=dtype, head=head)
@@ -324,6 +325,10 @@ def export_metatomic(
 
 
 RADIAL_MODES = ("exact", "tabulated")
+FIRST_DERIVATIVES = (
+    "symmetric contraction in the runtime's gradient form: forces and stress exact, no second "
+    "derivatives (Hessians by double autograd are not supported)"
+)
 
 
 def _tabulated(
