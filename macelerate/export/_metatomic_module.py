@@ -22,6 +22,7 @@ from metatensor.torch import Labels, TensorBlock, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
 from macelerate.export._metatomic_conv import slot_edges
+from macelerate.graph.smooth_cap import KEEP_MARGIN
 from macelerate.graph.smooth_cap_torch import soft_count_thresholds
 
 MAX_PADDING = 1.25
@@ -95,6 +96,7 @@ class MaceMetatomicModule(torch.nn.Module):
         self.cap_neighbors, self.cap_width, self.cap_ceiling, self.cap_keep_within = (
             (0, 0.0, 0.0, 0.0) if cap is None else cap
         )
+        self.cap_keep_margin = KEEP_MARGIN  # an attribute: TorchScript reads no module globals
         self.slot_layout = slot_layout
         self.padding_length = 2.0 * cutoff + 10.0  # Å: beyond every cutoff of the model
         self.max_padding = MAX_PADDING  # an attribute: TorchScript reads no module globals
@@ -176,7 +178,7 @@ class MaceMetatomicModule(torch.nn.Module):
             lengths, receivers, positions.shape[0], self.cap_neighbors, self.cap_width,
             self.cap_ceiling,
         )  # fmt: skip
-        limit = thresholds[receivers] + self.cap_width * (1.0 + 1e-6)
+        limit = thresholds[receivers] + self.cap_width * (1.0 + self.cap_keep_margin)
         keep = ((lengths < limit) | (lengths < self.cap_keep_within)).nonzero().squeeze(1)
         return edge_index[:, keep], unit_shifts[keep], shifts[keep]
 

@@ -54,7 +54,7 @@ import torch
 
 from macelerate.graph.smooth_cap_torch import MAX_ITERATIONS, TOLERANCE, soft_count_thresholds
 
-_MARGIN = 1e-6
+KEEP_MARGIN = 1e-6
 """Relative safety margin (of δ) when pruning zero-weight edges: only edges with w == 0 go."""
 
 
@@ -383,7 +383,7 @@ def _kept(
     keep_within: float,
 ) -> np.ndarray:
     """Indices of the edges shorter than their receiver's threshold + δ (or ``keep_within``)."""
-    limit = threshold[edge_index[1]] + width * (1.0 + _MARGIN)
+    limit = threshold[edge_index[1]] + width * (1.0 + KEEP_MARGIN)
     keep = (lengths < limit) | (lengths < keep_within)
     return np.flatnonzero(keep).astype(np.int64)
 
