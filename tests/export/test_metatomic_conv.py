@@ -11,11 +11,8 @@ import torch
 from ase import Atoms
 
 from macelerate.compress.paths import conv_paths, remove_conv_paths
-from macelerate.export._metatomic_conv import (
-    ScriptableFusedConv,
-    ScriptableSymmetricContraction,
-    fuse_for_export,
-)
+from macelerate.export._metatomic_contraction import ScriptableSymmetricContraction
+from macelerate.export._metatomic_conv import ScriptableFusedConv, fuse_for_export
 from macelerate.export.metatomic import _compiled
 from macelerate.graph.batch import build_graph
 from macelerate.testing import tiny_mace
